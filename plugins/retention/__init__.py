@@ -1,0 +1,1 @@
+"""Customer-retention pipeline: importable logic behind the thin Airflow DAGs."""

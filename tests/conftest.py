@@ -1,0 +1,88 @@
+"""Shared fixtures.
+
+The suite runs against a real PostgreSQL: the embedded one (started on demand, in the
+state folder) or the server named by ``WAREHOUSE_URL``.  It never touches the demo
+database: every test session works in databases of its own, dropped at the end.
+
+* ``warehouse_server`` (session): the server is up; yields an admin URL.
+* ``fresh_db`` (function): the URL of a brand-new empty database for this test.
+* ``use_db`` (function): like ``fresh_db`` and also points the settings (``WAREHOUSE_URL``)
+  at it, for code that reads the default warehouse.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+for p in (ROOT / "plugins", ROOT):
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
+
+SHARED_SPECS = ROOT.parent / "shared" / "specs"
+_SESSION_TAG = uuid.uuid4().hex[:8]
+_EXTERNAL_URL = os.environ.get("WAREHOUSE_URL", "")
+
+
+def _with_db(url: str, dbname: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{dbname}"))
+
+
+@pytest.fixture(scope="session")
+def warehouse_server() -> Iterator[str]:
+    from retention.settings import get_settings
+    from retention.warehouse import ensure_warehouse
+
+    get_settings.cache_clear()
+    url = ensure_warehouse()
+    yield _with_db(url, "postgres")
+
+
+_created: list[str] = []
+
+
+@pytest.fixture
+def fresh_db(warehouse_server: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    import psycopg
+
+    name = f"t_{_SESSION_TAG}_{len(_created)}_{request.node.name[:30]}".lower()
+    name = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name)
+    with psycopg.connect(warehouse_server, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    _created.append(name)
+    yield _with_db(warehouse_server, name)
+    with psycopg.connect(warehouse_server, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def use_db(fresh_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    from retention.settings import get_settings
+
+    monkeypatch.setenv("WAREHOUSE_URL", fresh_db)
+    get_settings.cache_clear()
+    yield fresh_db
+    get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    from retention.settings import get_settings
+
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
