@@ -1,0 +1,1 @@
+"""Benchmarks. Each ``bench_<area>.py`` exposes ``run(quick: bool) -> str`` (a Markdown section)."""

@@ -1,0 +1,1 @@
+"""Segmented outreach: campaigns as code, guardrails, holdouts, exactly-once delivery, webhook."""
