@@ -1,0 +1,104 @@
+"""
+### customer_lifecycle_daily
+
+Every day: build the customer lifecycle tables with dbt (through Cosmos), stop on bad data
+(Great Expectations gate), score every customer with the champion churn model, plan the
+day's outreach under the central guardrails, and send it in parallel batches, exactly once.
+
+| step | what | on failure |
+|---|---|---|
+| `prepare_raw` | every raw contract table exists; customers plus orders or subscriptions are loaded | stop |
+| `dbt` | staging views, lifecycle marts, snapshot, tests after each model | stop |
+| `quality_gate` | GX suites on raw and marts; Data Docs written | critical expectation fails: stop, alert, **nothing sent** |
+| `ensure_champion` | trains a first model if none is registered | stop |
+| `score` / `monitor` | `analytics.churn_scores` with reasons; drift and realised AUC | stop |
+| `plan_outreach` | campaigns, guardrails, holdouts, decision log, outbox | stop |
+| `send_batch` | one mapped task per campaign x segment batch (<= 1000 per request) | retried; exactly once |
+| `team_digests` | high-value risks to the human teams with reasons | retried |
+
+Logic lives in `retention.pipeline`; this file only wires it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import Asset, dag, task
+from cosmos import DbtTaskGroup
+from retention import pipeline
+from retention.cosmos_config import EXECUTION_CONFIG, PROFILE_CONFIG, PROJECT_CONFIG, render_config
+from retention.settings import get_settings
+
+_s = get_settings()
+LIFECYCLE_MARTS = Asset(name="analytics.dim_customers", uri="retention://warehouse/analytics/dim_customers")
+CHURN_SCORES = Asset(name="analytics.churn_scores", uri="retention://warehouse/analytics/churn_scores")
+
+
+@dag(
+    dag_id="customer_lifecycle_daily",
+    schedule="0 5 * * *",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=__doc__,
+    tags=["retention", "dbt", "quality", "ml", "outreach"],
+    default_args={
+        "owner": _s.dag_owner,
+        "retries": _s.dag_retries,
+        "retry_delay": timedelta(minutes=5),
+        "retry_exponential_backoff": True,
+    },
+)
+def customer_lifecycle_daily() -> None:
+    @task
+    def prepare_raw() -> dict:
+        return pipeline.prepare_raw()
+
+    dbt = DbtTaskGroup(
+        group_id="dbt",
+        project_config=PROJECT_CONFIG,
+        profile_config=PROFILE_CONFIG,
+        execution_config=EXECUTION_CONFIG,
+        render_config=render_config(),
+        operator_args={"vars": pipeline.dbt_vars_template(), "install_deps": False},
+    )
+
+    @task(outlets=[LIFECYCLE_MARTS])
+    def quality_gate() -> dict:
+        return pipeline.quality_gate()
+
+    @task
+    def ensure_champion() -> dict:
+        return pipeline.ensure_champion()
+
+    @task(outlets=[CHURN_SCORES])
+    def score(ds: str | None = None) -> dict:
+        return pipeline.score(ds)
+
+    @task
+    def monitor() -> dict:
+        return pipeline.monitor()
+
+    @task
+    def plan_outreach(ds: str | None = None) -> list[str]:
+        return pipeline.plan_outreach(ds)
+
+    @task(max_active_tis_per_dagrun=2)
+    def send_batch(batch_key: str, ds: str | None = None) -> dict:
+        return pipeline.send_batch(batch_key, ds)
+
+    @task
+    def team_digests(ds: str | None = None) -> dict:
+        return pipeline.team_digests(ds)
+
+    gate = quality_gate()
+    scored = score()
+    batches = plan_outreach()
+    prepare_raw() >> dbt >> gate >> ensure_champion() >> scored
+    scored >> monitor()
+    scored >> batches
+    sent = send_batch.expand(batch_key=batches)
+    sent >> team_digests()
+
+
+customer_lifecycle_daily()
