@@ -86,3 +86,66 @@ def _fresh_settings() -> Iterator[None]:
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+# --- a small generated company, loaded and built once per session ---------------------------------
+
+COMPANY_AS_OF = "2026-06-30"
+COMPANY_CUSTOMERS = 1500
+COMPANY_SEED = 7
+
+
+@pytest.fixture(scope="session")
+def built_company(warehouse_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a database holding a generated company (1,500 customers, seed 7, as of 2026-06-30):
+    loaded into raw, ground truth loaded, and ``dbt build`` run. Shared by the whole session:
+    treat it as read-only, or take a private copy with ``company_copy``."""
+    import psycopg
+
+    from retention.dbt_runner import run_dbt
+    from retention.generator import generate, load_truth
+    from retention.loader import load_directory
+
+    name = f"t_{_SESSION_TAG}_company"
+    with psycopg.connect(warehouse_server, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    url = _with_db(warehouse_server, name)
+    out = tmp_path_factory.mktemp("company") / "data"
+    from datetime import date
+
+    generate(out, customers=COMPANY_CUSTOMERS, seed=COMPANY_SEED, end_date=date.fromisoformat(COMPANY_AS_OF))
+    load_directory(out, url=url)
+    with psycopg.connect(url) as conn:
+        load_truth(out, conn)
+        conn.commit()
+    run_dbt(["build", "--quiet"], url=url, extra_env={"RETENTION_AS_OF": COMPANY_AS_OF})
+    yield url
+    with psycopg.connect(warehouse_server, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def company_copy(built_company: str, warehouse_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A private copy of ``built_company`` (Postgres template clone), with the settings pointed at
+    it and the as-of date frozen to the company's date. Free to modify."""
+    import psycopg
+
+    from retention.settings import get_settings
+
+    source = built_company.rsplit("/", 1)[1]
+    name = f"{source}_{len(_created)}"
+    with psycopg.connect(warehouse_server, autocommit=True) as conn:
+        conn.execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s and pid <> pg_backend_pid()",
+            (source,),
+        )
+        conn.execute(f'create database "{name}" template "{source}"')
+    _created.append(name)
+    url = _with_db(warehouse_server, name)
+    monkeypatch.setenv("WAREHOUSE_URL", url)
+    monkeypatch.setenv("RETENTION_AS_OF", COMPANY_AS_OF)
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()
+    with psycopg.connect(warehouse_server, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')

@@ -70,7 +70,7 @@ def airflow_db_migrate() -> None:
     _say(f"airflow metadata database ready ({time.perf_counter() - started:.0f} s)")
 
 
-def run_dag(dag_id: str, logical_date: datetime) -> dict[str, str]:
+def run_dag(dag_id: str, logical_date: datetime, states_json: str | None = None) -> dict[str, str]:
     """Run one DAG with dag.test() and return {task_id[map_index]: state}; raise unless all succeeded."""
     from airflow.dag_processing.dagbag import DagBag
 
@@ -87,6 +87,13 @@ def run_dag(dag_id: str, logical_date: datetime) -> dict[str, str]:
     for ti in run.get_task_instances():
         name = ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else "")
         states[name] = str(ti.state)
+    if states_json:
+        import json
+
+        path = Path(states_json)
+        recorded = json.loads(path.read_text()) if path.exists() else {}
+        recorded[dag_id] = states
+        path.write_text(json.dumps(recorded, indent=1))
     bad = {k: v for k, v in states.items() if v != "success"}
     _say(f"{dag_id}: {len(states)} task instances in {time.perf_counter() - started:.0f} s")
     if bad or not states:
@@ -129,6 +136,8 @@ def summary(url: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="retention run-demo", description=__doc__.splitlines()[0])
     parser.add_argument("--skip-data", action="store_true", help="reuse the data already in raw")
+    parser.add_argument("--dags", nargs="*", default=["customer_lifecycle_daily", "churn_model_weekly"])
+    parser.add_argument("--states-json", help="write every task instance's state to this file")
     args = parser.parse_args(argv)
     s = get_settings()
     today = date.fromisoformat(s.as_of_date) if s.as_of_date else datetime.now(UTC).date()
@@ -160,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                     _say(f"loaded demo company into the external warehouse: {counts}")
         airflow_db_migrate()
         logical = datetime(today.year, today.month, today.day, tzinfo=UTC)
-        run_dag("customer_lifecycle_daily", logical)
-        run_dag("churn_model_weekly", logical)
+        for dag_id in args.dags:
+            run_dag(dag_id, logical, states_json=args.states_json)
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

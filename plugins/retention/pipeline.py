@@ -47,18 +47,35 @@ def prepare_raw() -> dict[str, int]:
             for t in ("customers", "subscriptions", "orders")
         }
     if counts["customers"] == 0:
-        raise RuntimeError("raw.customers is empty: load data first (retention load DIR)")
+        raise fail_fast(DataProblem("raw.customers is empty: load data first (retention load DIR)"))
     if counts["subscriptions"] == 0 and counts["orders"] == 0:
-        raise RuntimeError("raw has customers but neither subscriptions nor orders: nothing to analyse")
+        raise fail_fast(DataProblem("raw has customers but neither subscriptions nor orders: nothing to analyse"))
     log.info("raw row counts: %s", counts)
     return counts
 
 
-def quality_gate(stage: str = "all") -> dict[str, Any]:
-    """Great Expectations gate; raises (stopping scoring and outreach) on a critical failure."""
-    from retention.quality.gate import run_gate
+class DataProblem(RuntimeError):
+    """Bad data: retrying cannot help, so the task fails at once (no retries)."""
 
-    result = run_gate(stage=stage)
+
+def fail_fast(exc: Exception) -> Exception:
+    """The exception a task should raise for bad data: Airflow's no-retry failure when available."""
+    try:
+        from airflow.sdk.exceptions import AirflowFailException
+    except ImportError:  # outside Airflow (CLI, tests)
+        return DataProblem(str(exc))
+    return AirflowFailException(str(exc))
+
+
+def quality_gate(stage: str = "all") -> dict[str, Any]:
+    """Great Expectations gate; a critical failure fails the task at once (no retries), so
+    scoring and outreach never run on bad data."""
+    from retention.quality.gate import GateFailed, run_gate
+
+    try:
+        result = run_gate(stage=stage)
+    except GateFailed as exc:
+        raise fail_fast(exc) from exc
     return result.summary() if hasattr(result, "summary") else {"result": str(result)}
 
 
