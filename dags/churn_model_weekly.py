@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, dag, task
+
 from retention import pipeline
 from retention.settings import get_settings
 

@@ -12,6 +12,7 @@ day's outreach under the central guardrails, and send it in parallel batches, ex
 | `quality_gate` | GX suites on raw and marts; Data Docs written | critical expectation fails: stop, alert, **nothing sent** |
 | `ensure_champion` | trains a first model if none is registered | stop |
 | `score` / `monitor` | `analytics.churn_scores` with reasons; drift and realised AUC | stop |
+| `score_gate` | GX suite on the new scores (ranges, tiers, mean probability band) | stop: nothing sent |
 | `plan_outreach` | campaigns, guardrails, holdouts, decision log, outbox | stop |
 | `send_batch` | one mapped task per campaign x segment batch (<= 1000 per request) | retried; exactly once |
 | `team_digests` | high-value risks to the human teams with reasons | retried |
@@ -25,6 +26,7 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Asset, dag, task
 from cosmos import DbtTaskGroup
+
 from retention import pipeline
 from retention.cosmos_config import EXECUTION_CONFIG, PROFILE_CONFIG, PROJECT_CONFIG, render_config
 from retention.settings import get_settings
@@ -76,6 +78,10 @@ def customer_lifecycle_daily() -> None:
         return pipeline.score(ds)
 
     @task
+    def score_gate() -> dict:
+        return pipeline.quality_gate(scores=True)
+
+    @task
     def monitor() -> dict:
         return pipeline.monitor()
 
@@ -96,7 +102,7 @@ def customer_lifecycle_daily() -> None:
     batches = plan_outreach()
     prepare_raw() >> dbt >> gate >> ensure_champion() >> scored
     scored >> monitor()
-    scored >> batches
+    scored >> score_gate() >> batches
     sent = send_batch.expand(batch_key=batches)
     sent >> team_digests()
 

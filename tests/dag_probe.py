@@ -75,4 +75,3 @@ for path in sorted((ROOT / "dags").glob("*.py")):
     report[path.name] = {"seconds": seconds, "error": errors, "dags": dags}
 
 print(json.dumps({"files": report, "network_attempts": attempts}))
-

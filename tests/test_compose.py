@@ -38,8 +38,15 @@ def test_invalid_compose_is_rejected_by_the_same_check(compose: dict) -> None:
 
 def test_every_airflow_component_and_the_webhook_are_there(compose: dict) -> None:
     services = compose["services"]
-    for name in ("postgres", "airflow-init", "airflow-apiserver", "airflow-scheduler",
-                 "airflow-dag-processor", "airflow-triggerer", "webhook"):
+    for name in (
+        "postgres",
+        "airflow-init",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "webhook",
+    ):
         assert name in services, name
     for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
         svc = services[name]

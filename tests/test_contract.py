@@ -8,8 +8,15 @@ from retention.contract import ContractError, load_contract
 from retention.settings import PROJECT_ROOT
 
 EXPECTED = {
-    "customers", "subscriptions", "orders", "order_lines", "payments", "usage_events",
-    "support_tickets", "cancellation_feedback", "email_events",
+    "customers",
+    "subscriptions",
+    "orders",
+    "order_lines",
+    "payments",
+    "usage_events",
+    "support_tickets",
+    "cancellation_feedback",
+    "email_events",
 }
 
 
@@ -35,7 +42,9 @@ def test_ddl_adds_loader_columns_and_primary_key() -> None:
 
 def test_malformed_contract_is_named(tmp_path) -> None:
     bad = tmp_path / "sources.yml"
-    bad.write_text("sources:\n  - name: raw\n    tables:\n      - name: t\n        columns:\n          - name: a\n")
+    bad.write_text(
+        "sources:\n  - name: raw\n    tables:\n      - name: t\n        columns:\n          - name: a\n"
+    )
     with pytest.raises(ContractError, match=r"raw.t.a has no data_type"):
         load_contract(bad)
     bad.write_text("not: [valid")

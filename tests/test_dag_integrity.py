@@ -28,7 +28,10 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
     env.pop("AIRFLOW_HOME", None)
     out = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "dag_probe.py")], capture_output=True, text=True, env=env,
+        [sys.executable, str(ROOT / "tests" / "dag_probe.py")],
+        capture_output=True,
+        text=True,
+        env=env,
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from conftest import COMPANY_AS_OF
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,15 +38,30 @@ def _run_dags(url: str, state: Path, airflow_home: Path, dags: list[str]) -> tup
         "PYTHONPATH": f"{ROOT / 'plugins'}:{ROOT}",
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "retention.cli", "run-demo", "--skip-data", "--states-json", str(states_file),
-         "--dags", *dags],
-        capture_output=True, text=True, env=env, timeout=1500, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "retention.cli",
+            "run-demo",
+            "--skip-data",
+            "--states-json",
+            str(states_file),
+            "--dags",
+            *dags,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1500,
+        cwd=ROOT,
     )
     states = json.loads(states_file.read_text()) if states_file.exists() else {}
     return proc.returncode, states, proc.stdout[-4000:] + proc.stderr[-4000:]
 
 
-def test_daily_and_weekly_dags_succeed_end_to_end(company_copy: str, tmp_path: Path, airflow_home: Path) -> None:
+def test_daily_and_weekly_dags_succeed_end_to_end(
+    company_copy: str, tmp_path: Path, airflow_home: Path
+) -> None:
     rc, states, output = _run_dags(
         company_copy, tmp_path / "state", airflow_home, ["customer_lifecycle_daily", "churn_model_weekly"]
     )
@@ -75,9 +89,13 @@ def test_bad_data_stops_the_run_before_scoring_and_outreach(
     company_copy: str, tmp_path: Path, airflow_home: Path
 ) -> None:
     with psycopg.connect(company_copy) as conn:
-        conn.execute("update raw.orders set amount = -10 where order_id in (select order_id from raw.orders limit 5)")
+        conn.execute(
+            "update raw.orders set amount = -10 where order_id in (select order_id from raw.orders limit 5)"
+        )
         conn.execute("drop table if exists analytics.churn_scores")
-    rc, states, output = _run_dags(company_copy, tmp_path / "state", airflow_home, ["customer_lifecycle_daily"])
+    rc, states, output = _run_dags(
+        company_copy, tmp_path / "state", airflow_home, ["customer_lifecycle_daily"]
+    )
     assert rc != 0
     daily = states["customer_lifecycle_daily"]
     assert daily["quality_gate"] == "failed", daily

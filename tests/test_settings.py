@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from retention.settings import PROJECT_ROOT, SettingsError, all_settings, load_settings, settings_table_markdown
+from retention.settings import (
+    PROJECT_ROOT,
+    SettingsError,
+    all_settings,
+    load_settings,
+    settings_table_markdown,
+)
 
 
 def test_every_setting_has_env_default_and_help() -> None:

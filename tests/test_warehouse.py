@@ -91,7 +91,11 @@ def test_external_warehouse_url_is_used_and_checked() -> None:
 def test_cli_url_and_bad_action() -> None:
     env = {"PYTHONPATH": f"{PROJECT_ROOT / 'plugins'}:{PROJECT_ROOT}", "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
-        [sys.executable, "-m", "retention.warehouse", "url"], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-m", "retention.warehouse", "url"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     assert out.stdout.startswith("postgresql://")
     bad = subprocess.run(

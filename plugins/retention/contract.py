@@ -71,9 +71,7 @@ class Table:
         raise KeyError(f"{self.name} has no column {name!r}")
 
     def ddl(self, schema: str) -> str:
-        cols = [
-            f'"{c.name}" {c.data_type}' + ("" if c.nullable else " not null") for c in self.columns
-        ]
+        cols = [f'"{c.name}" {c.data_type}' + ("" if c.nullable else " not null") for c in self.columns]
         cols += [f'"{name}" {spec}' for name, spec in LOADER_COLUMNS.items()]
         pk = ", ".join(f'"{c}"' for c in self.primary_key)
         cols.append(f"primary key ({pk})")

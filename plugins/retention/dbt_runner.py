@@ -49,9 +49,7 @@ def run_dbt(args: list[str], url: str | None = None, extra_env: dict[str, str] |
     try:
         os.chdir(s.dbt_project_dir)
         full = [*args]
-        if args and args[0] not in {"parse", "deps", "clean"}:
-            full += ["--profiles-dir", str(s.dbt_project_dir)]
-        elif args and args[0] == "parse":
+        if (args and args[0] not in {"parse", "deps", "clean"}) or (args and args[0] == "parse"):
             full += ["--profiles-dir", str(s.dbt_project_dir)]
         result = dbtRunner().invoke(full)
     finally:

@@ -159,9 +159,12 @@ def main(argv: list[str] | None = None) -> int:
                 from retention.db import connect, table_exists
 
                 with connect(url) as conn:
-                    has_data = table_exists(conn, s.raw_schema, "customers") and conn.execute(
-                        f'select exists (select 1 from "{s.raw_schema}".customers)'
-                    ).fetchone()[0]
+                    has_data = (
+                        table_exists(conn, s.raw_schema, "customers")
+                        and conn.execute(
+                            f'select exists (select 1 from "{s.raw_schema}".customers)'
+                        ).fetchone()[0]
+                    )
                 if has_data:
                     _say("external warehouse already has raw.customers: running on its data")
                 else:

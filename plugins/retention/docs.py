@@ -1,7 +1,7 @@
 """Regenerate the README's generated sections (settings table, raw contract) from their sources.
 
-    python -m retention.docs          # rewrite README.md in place
-    python -m retention.docs --check  # exit 1 if README.md is out of date (used by the tests)
+python -m retention.docs          # rewrite README.md in place
+python -m retention.docs --check  # exit 1 if README.md is out of date (used by the tests)
 """
 
 from __future__ import annotations

@@ -49,7 +49,9 @@ def prepare_raw() -> dict[str, int]:
     if counts["customers"] == 0:
         raise fail_fast(DataProblem("raw.customers is empty: load data first (retention load DIR)"))
     if counts["subscriptions"] == 0 and counts["orders"] == 0:
-        raise fail_fast(DataProblem("raw has customers but neither subscriptions nor orders: nothing to analyse"))
+        raise fail_fast(
+            DataProblem("raw has customers but neither subscriptions nor orders: nothing to analyse")
+        )
     log.info("raw row counts: %s", counts)
     return counts
 
@@ -67,16 +69,26 @@ def fail_fast(exc: Exception) -> Exception:
     return AirflowFailException(str(exc))
 
 
-def quality_gate(stage: str = "all") -> dict[str, Any]:
-    """Great Expectations gate; a critical failure fails the task at once (no retries), so
-    scoring and outreach never run on bad data."""
-    from retention.quality.gate import GateFailed, run_gate
+#: suites that validate the model's output: checked right after scoring, not before it
+SCORE_SUITES = ("analytics.churn_scores",)
 
+
+def quality_gate(scores: bool = False) -> dict[str, Any]:
+    """Great Expectations gate; a critical failure fails the task at once (no retries), so
+    nothing downstream (scoring, outreach) runs on bad data.
+
+    ``scores=False``: every suite but the churn scores' (run after dbt); ``scores=True``: only
+    the churn scores' (run after scoring, before any outreach is planned).
+    """
+    from retention.quality.gate import GateFailed, run_gate
+    from retention.quality.suites import load_suites
+
+    names = [suite.name for suite in load_suites() if (suite.name in SCORE_SUITES) == scores]
     try:
-        result = run_gate(stage=stage)
+        result = run_gate(suites=names, data_docs=not scores)
     except GateFailed as exc:
         raise fail_fast(exc) from exc
-    return result.summary() if hasattr(result, "summary") else {"result": str(result)}
+    return result.summary()
 
 
 def ensure_champion() -> dict[str, Any]:

@@ -24,7 +24,9 @@ from pathlib import Path
 from retention.settings import Settings, get_settings
 
 EMBEDDED_USER = "retention"
-EMBEDDED_PASSWORD = "retention"  # loopback only, trust-equivalent dev credential; production uses WAREHOUSE_URL
+EMBEDDED_PASSWORD = (
+    "retention"  # loopback only, trust-equivalent dev credential; production uses WAREHOUSE_URL
+)
 _OS_USER_WHEN_ROOT = "pgserver"  # postgres refuses to run as root
 
 
@@ -59,9 +61,7 @@ def warehouse_url(settings: Settings | None = None) -> str:
     s = settings or get_settings()
     if s.warehouse_url:
         return s.warehouse_url.replace("postgres://", "postgresql://", 1)
-    return (
-        f"postgresql://{EMBEDDED_USER}:{EMBEDDED_PASSWORD}@127.0.0.1:{s.embedded_port}/{s.embedded_db}"
-    )
+    return f"postgresql://{EMBEDDED_USER}:{EMBEDDED_PASSWORD}@127.0.0.1:{s.embedded_port}/{s.embedded_db}"
 
 
 def _bin(name: str) -> Path:
@@ -140,9 +140,23 @@ def _initdb(paths: EmbeddedPaths) -> None:
         os.chown(pwfile, entry.pw_uid, entry.pw_gid)
     try:
         subprocess.run(
-            [str(_bin("initdb")), "-D", str(paths.data), "-U", EMBEDDED_USER, "--pwfile", str(pwfile),
-             "--auth-host=scram-sha-256", "--auth-local=trust", "--encoding=UTF8", "--locale=C"],
-            check=True, capture_output=True, text=True, **_run_kwargs(),
+            [
+                str(_bin("initdb")),
+                "-D",
+                str(paths.data),
+                "-U",
+                EMBEDDED_USER,
+                "--pwfile",
+                str(pwfile),
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            **_run_kwargs(),
         )
     except subprocess.CalledProcessError as exc:
         shutil.rmtree(paths.data, ignore_errors=True)  # never leave a half-initialised cluster behind
@@ -177,9 +191,22 @@ def start_embedded(settings: Settings | None = None, timeout_s: float = 60) -> s
         "-c checkpoint_timeout=30min -c jit=off"
     )
     proc = subprocess.run(
-        [str(_bin("pg_ctl")), "-D", str(paths.data), "-l", str(paths.log), "-o", options,
-         "-w", "-t", str(int(timeout_s)), "start"],
-        capture_output=True, text=True, **_run_kwargs(),
+        [
+            str(_bin("pg_ctl")),
+            "-D",
+            str(paths.data),
+            "-l",
+            str(paths.log),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            str(int(timeout_s)),
+            "start",
+        ],
+        capture_output=True,
+        text=True,
+        **_run_kwargs(),
     )
     if proc.returncode != 0:
         tail = ""
@@ -200,7 +227,10 @@ def stop_embedded(settings: Settings | None = None) -> bool:
         return False
     subprocess.run(
         [str(_bin("pg_ctl")), "-D", str(paths.data), "-m", "fast", "-w", "stop"],
-        check=True, capture_output=True, text=True, **_run_kwargs(),
+        check=True,
+        capture_output=True,
+        text=True,
+        **_run_kwargs(),
     )
     return True
 
@@ -208,9 +238,7 @@ def stop_embedded(settings: Settings | None = None) -> bool:
 def _ensure_database(s: Settings) -> None:
     import psycopg
 
-    admin = (
-        f"postgresql://{EMBEDDED_USER}:{EMBEDDED_PASSWORD}@127.0.0.1:{s.embedded_port}/postgres"
-    )
+    admin = f"postgresql://{EMBEDDED_USER}:{EMBEDDED_PASSWORD}@127.0.0.1:{s.embedded_port}/postgres"
     deadline = time.monotonic() + 30
     while True:
         try:

@@ -11,11 +11,12 @@ final as (
     select
         customer_id,
         signup_at,
-        lower(trim(email)) as email,
-        upper(country) as country,
-        time_zone,
+        nullif(lower(trim(email)), '') as email,
+        nullif(upper(trim(country)), '') as country,
+        trim(time_zone) as time_zone,
         marketing_consent,
-        coalesce(acquisition_channel, 'unknown') as acquisition_channel
+        coalesce(nullif(lower(trim(acquisition_channel)), ''), 'unknown') as acquisition_channel,
+        _loaded_at
     from source
 
 )

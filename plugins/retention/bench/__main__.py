@@ -27,10 +27,8 @@ _SECTION = re.compile(r"<!-- bench:(?P<area>[\w-]+) -->\n(?P<body>.*?)<!-- /benc
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as info:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), cpu)
     except OSError:
         pass
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
@@ -40,7 +38,11 @@ def machine() -> str:
 def areas() -> list[str]:
     import retention.bench as pkg
 
-    return sorted(m.name.removeprefix("bench_") for m in pkgutil.iter_modules(pkg.__path__) if m.name.startswith("bench_"))
+    return sorted(
+        m.name.removeprefix("bench_")
+        for m in pkgutil.iter_modules(pkg.__path__)
+        if m.name.startswith("bench_")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,42 @@
+{{
+    config(
+        post_hook=[
+            "create unique index if not exists {{ this.name }}_customer_idx on {{ this }} (customer_id)"
+        ]
+    )
+}}
+
+-- The churn signals of every customer at the current as-of date: the features of
+-- fct_customer_features_asof (same macro) at that single date, plus two texts for people.
+
+with
+
+customers as (
+
+    select * from {{ ref('stg_raw__customers') }}
+
+),
+
+spine as (
+
+    select
+        customer_id,
+        {{ as_of_date() }} as as_of_date
+    from customers
+    where signup_at < {{ utc_midnight(as_of_date()) }}
+
+),
+
+features as (
+
+    {{ customer_features('spine', with_text_columns=true) }}
+
+),
+
+final as (
+
+    select * from features
+
+)
+
+select * from final
