@@ -235,7 +235,7 @@ def test_guardrails_and_treatments_by_reason(wh: str) -> None:
     assert outcome_of(decs, "c_spam") == {"save_offers/discount": "suppressed:spamreport"}
     assert outcome_of(decs, "c_unsub_dun") == {"dunning/dunning-1": "sent"}
     assert outcome_of(decs, "c_bounced_dun") == {"dunning/dunning-1": "suppressed:bounced"}
-    assert outcome_of(decs, "c_manual_dun") == {"dunning/dunning-1": "suppressed:unsubscribed"}
+    assert outcome_of(decs, "c_manual_dun") == {"dunning/dunning-1": "suppressed:manual"}
     assert decs[("dunning", "dunning-1", "c_manual_dun")][1] == "manual (legal request)"
     blocked = {
         "c_noemail",

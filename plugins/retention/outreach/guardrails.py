@@ -38,14 +38,12 @@ from psycopg import sql
 
 from retention.outreach import holdout
 from retention.outreach.audiences import first_table, qualified, read_frame
-from retention.outreach.models import OUTCOMES
+from retention.outreach.models import EMAIL_PATTERN, OUTCOMES
 from retention.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 SEND_OUTCOMES = ("sent", "quiet_hours_deferred")
-#: the same address check as delivery's enqueue (outbox.py), so a planned message is always queueable
-EMAIL_PATTERN = r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$"
 _SUPPRESSION_RANK = {"spamreport": 0, "bounced": 1, "manual": 2, "unsubscribed": 3}
 _EVENT_REASON = {"unsubscribe": "unsubscribed", "group_unsubscribe": "unsubscribed", "bounce": "bounced",
                  "spamreport": "spamreport"}  # fmt: skip
@@ -241,7 +239,7 @@ def apply_guardrails(
         reason = reason_s.to_numpy(dtype=object)
         for r in ("spamreport", "bounced"):
             decide(reason == r, f"suppressed:{r}", why)
-        decide(reason == "manual", "suppressed:unsubscribed", why)
+        decide(reason == "manual", "suppressed:manual", why)
         decide((reason == "unsubscribed") & marketing, "suppressed:unsubscribed", why)
 
     # 4. holdouts (group recorded for every row, so the review can compare like with like)

@@ -18,6 +18,10 @@ from retention.settings import get_settings
 
 Category = Literal["marketing", "transactional"]
 
+#: a deliverable address: planning (guardrails) and delivery (enqueue) use this one pattern, so
+#: every planned message can be queued
+EMAIL_PATTERN = r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$"
+
 #: outcomes written to ops.decision_log (one query answers "why did this customer get nothing?")
 OUTCOMES = (
     "sent",  # planned and queued for delivery
@@ -25,6 +29,7 @@ OUTCOMES = (
     "suppressed:unsubscribed",
     "suppressed:bounced",
     "suppressed:spamreport",
+    "suppressed:manual",  # suppressed by hand (legal request, complaint): stops every message
     "suppressed:no_consent",
     "suppressed:no_email",
     "capped",  # frequency cap over the rolling window

@@ -52,7 +52,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from retention.outreach import render as _render
-from retention.outreach.models import PlannedMessage, ensure_outreach_tables
+from retention.outreach.models import EMAIL_PATTERN, PlannedMessage, ensure_outreach_tables
 from retention.outreach.render import (
     Prepared,
     RenderError,
@@ -78,7 +78,7 @@ from retention.settings import get_settings
 
 #: a send_at closer than this is sent immediately (no send_at in the request)
 IMMEDIATE_WITHIN_S = 60
-_EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
+_EMAIL = re.compile(EMAIL_PATTERN)
 
 JOURNAL_DDL = """
 create table if not exists {ops}.send_journal (
