@@ -1,0 +1,306 @@
+"""Benchmark of the dbt build (``dbt build``: models, tests, unit tests and the stage snapshot).
+
+A seeded company (``retention.generator``) is loaded (``retention.loader``) into a scratch database
+that is created and dropped here.  The rows of the last day before the end date are held back
+(moved to a side schema; subscriptions cancelled that day are put back to live), then:
+
+1. full build: ``dbt build --full-refresh`` as of the day before the end date;
+2. one new day: the held-back rows are inserted (fresh ``_loaded_at``, cancellations restored)
+   and ``dbt build`` runs as of the end date -- the daily incremental run.
+
+Timings per node come from the run's ``run_results.json`` (a private target path, so parallel
+dbt commands in the project do not interfere).  Sizes: quick 5k customers; full 100k and 1M.
+Targets: full build of 1M customers (~50M usage events) in 10 minutes, one day in 2 minutes, on
+2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+END_DATE = date(2026, 6, 30)
+SEED = 11
+TARGET_FULL_S = 600.0
+TARGET_DAY_S = 120.0
+HOLD_SCHEMA = "bench_hold"
+
+#: raw table -> (timestamp column of "when it happened", join to hold a child table by its parent)
+_DAY_COLUMNS: dict[str, str] = {
+    "customers": "signup_at",
+    "orders": "ordered_at",
+    "payments": "attempted_at",
+    "usage_events": "occurred_at",
+    "support_tickets": "opened_at",
+    "cancellation_feedback": "submitted_at",
+    "subscriptions": "started_at",
+}
+
+
+@dataclass
+class DbtRun:
+    seconds: float
+    nodes: list[tuple[str, str, float]] = field(default_factory=list)  # (unique_id, status, seconds)
+
+    def slowest(self, k: int = 8) -> list[tuple[str, str, float]]:
+        return sorted(self.nodes, key=lambda n: -n[2])[:k]
+
+
+@dataclass
+class SizeResult:
+    customers: int
+    rows: dict[str, int]
+    generate_s: float
+    load_s: float
+    full: DbtRun
+    day: DbtRun
+    held_rows: int
+    materializations: dict[str, str]
+    indexes: dict[str, list[str]]
+
+
+def _with_db(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def _admin_url() -> str:
+    from retention.warehouse import ensure_warehouse
+
+    return _with_db(ensure_warehouse(), "postgres")
+
+
+def _hold_last_day(conn: psycopg.Connection, raw: str, day: date) -> int:
+    """Move the rows of ``day`` (UTC) out of raw into HOLD_SCHEMA; return how many were held."""
+    held = 0
+    conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(HOLD_SCHEMA)))
+    conn.execute(sql.SQL("create schema {}").format(sql.Identifier(HOLD_SCHEMA)))
+    cutoff = f"{day.isoformat()} 00:00:00+00"
+    for table, column in _DAY_COLUMNS.items():
+        src = sql.Identifier(raw, table)
+        dst = sql.Identifier(HOLD_SCHEMA, table)
+        cond = sql.SQL("{} >= {}").format(sql.Identifier(column), sql.Literal(cutoff))
+        conn.execute(sql.SQL("create table {} as select * from {} where {}").format(dst, src, cond))
+        cur = conn.execute(sql.SQL("delete from {} where {}").format(src, cond))
+        held += cur.rowcount
+    # order lines of held orders
+    conn.execute(
+        sql.SQL(
+            "create table {hold}.order_lines as select l.* from {raw}.order_lines as l"
+            " where l.order_id in (select order_id from {hold}.orders)"
+        ).format(hold=sql.Identifier(HOLD_SCHEMA), raw=sql.Identifier(raw))
+    )
+    cur = conn.execute(
+        sql.SQL(
+            "delete from {raw}.order_lines where order_id in (select order_id from {hold}.orders)"
+        ).format(hold=sql.Identifier(HOLD_SCHEMA), raw=sql.Identifier(raw))
+    )
+    held += cur.rowcount
+    # cancellations of that day: live again until the new day arrives
+    conn.execute(
+        sql.SQL(
+            "create table {hold}.cancellations as select subscription_id, cancelled_at, cancel_reason"
+            " from {raw}.subscriptions where cancelled_at >= {cutoff}"
+        ).format(hold=sql.Identifier(HOLD_SCHEMA), raw=sql.Identifier(raw), cutoff=sql.Literal(cutoff))
+    )
+    cur = conn.execute(
+        sql.SQL(
+            "update {raw}.subscriptions set cancelled_at = null, cancel_reason = null where cancelled_at >= {cutoff}"
+        ).format(raw=sql.Identifier(raw), cutoff=sql.Literal(cutoff))
+    )
+    held += cur.rowcount
+    return held
+
+
+def _add_held_day(conn: psycopg.Connection, raw: str) -> None:
+    """Deliver the held-back day: insert its rows with a fresh _loaded_at, restore cancellations."""
+    for table in [*_DAY_COLUMNS, "order_lines"]:
+        cols = [
+            r[0]
+            for r in conn.execute(
+                "select column_name from information_schema.columns where table_schema = %s and table_name = %s"
+                " order by ordinal_position",
+                (raw, table),
+            )
+        ]
+        names = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
+        values = sql.SQL(", ").join(
+            sql.SQL("now()") if c == "_loaded_at" else sql.Identifier(c) for c in cols
+        )
+        conn.execute(
+            sql.SQL("insert into {} ({}) select {} from {}").format(
+                sql.Identifier(raw, table), names, values, sql.Identifier(HOLD_SCHEMA, table)
+            )
+        )
+    conn.execute(
+        sql.SQL(
+            "update {raw}.subscriptions as s set cancelled_at = c.cancelled_at, cancel_reason = c.cancel_reason,"
+            " _loaded_at = now() from {hold}.cancellations as c where s.subscription_id = c.subscription_id"
+        ).format(raw=sql.Identifier(raw), hold=sql.Identifier(HOLD_SCHEMA))
+    )
+    conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(HOLD_SCHEMA)))
+
+
+def _dbt(args: list[str], url: str, as_of: date, target: Path) -> DbtRun:
+    from retention.dbt_runner import run_dbt
+
+    started = time.perf_counter()
+    run_dbt(
+        [*args, "--target-path", str(target), "--log-path", str(target / "logs")],
+        url=url,
+        extra_env={"RETENTION_AS_OF": as_of.isoformat()},
+    )
+    seconds = time.perf_counter() - started
+    results = json.loads((target / "run_results.json").read_text())
+    nodes = [(r["unique_id"], r["status"], float(r.get("execution_time") or 0.0)) for r in results["results"]]
+    return DbtRun(seconds=seconds, nodes=nodes)
+
+
+def _manifest_facts(target: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
+    manifest = json.loads((target / "manifest.json").read_text())
+    materializations: dict[str, str] = {}
+    indexes: dict[str, list[str]] = {}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] not in {"model", "snapshot"} or node["package_name"] != "retention":
+            continue
+        config: dict[str, Any] = node["config"]
+        materializations[node["name"]] = config.get("materialized", "?")
+        found = [", ".join(ix.get("columns", [])) for ix in config.get("indexes") or []]
+        for hook in config.get("post-hook") or []:
+            text = hook.get("sql", "") if isinstance(hook, dict) else str(hook)
+            if "index" in text and "(" in text:
+                found.append(text[text.rindex("(") + 1 : text.rindex(")")].strip())
+        if found:
+            indexes[node["name"]] = found
+    return materializations, indexes
+
+
+def _row_counts(conn: psycopg.Connection, raw: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for table in (
+        "customers",
+        "subscriptions",
+        "orders",
+        "order_lines",
+        "payments",
+        "usage_events",
+        "support_tickets",
+    ):
+        row = conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(raw, table))).fetchone()
+        out[table] = int(row[0]) if row else 0
+    return out
+
+
+def bench_size(customers: int, work: Path) -> SizeResult:
+    from retention.generator import generate
+    from retention.loader import load_directory
+    from retention.settings import get_settings
+
+    raw = get_settings().raw_schema
+    admin = _admin_url()
+    name = f"bench_dbt_{customers}_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    url = _with_db(admin, name)
+    data = work / f"company_{customers}"
+    target = work / f"target_{customers}"
+    try:
+        started = time.perf_counter()
+        generate(data, customers=customers, seed=SEED, end_date=END_DATE)
+        generate_s = time.perf_counter() - started
+        started = time.perf_counter()
+        load_directory(data, url=url)
+        load_s = time.perf_counter() - started
+        shutil.rmtree(data, ignore_errors=True)
+        last_day = END_DATE - timedelta(days=1)
+        with psycopg.connect(url) as conn:
+            rows = _row_counts(conn, raw)
+            held = _hold_last_day(conn, raw, last_day)
+            conn.commit()
+            conn.autocommit = True
+            conn.execute("vacuum analyze")
+        full = _dbt(["build", "--full-refresh", "--quiet"], url, last_day, target)
+        with psycopg.connect(url) as conn:
+            _add_held_day(conn, raw)
+        day = _dbt(["build", "--quiet"], url, END_DATE, target)
+        materializations, indexes = _manifest_facts(target)
+        return SizeResult(customers, rows, generate_s, load_s, full, day, held, materializations, indexes)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def _short(uid: str) -> str:
+    kind, _, rest = uid.partition(".")
+    name = rest.split(".", 1)[1] if "." in rest else rest
+    if kind == "test":
+        name = name.rsplit(".", 1)[0]
+    return f"{kind} `{name[:60]}`"
+
+
+def _markdown(results: list[SizeResult], quick: bool) -> str:
+    out = [
+        "### dbt build",
+        "",
+        "Full `dbt build --full-refresh` (every model, data test, unit test and the stage snapshot) of a "
+        "generated company as of the day before the end date, then the daily run: the held-back last day's "
+        "rows are inserted and `dbt build` runs as of the end date (incremental models process only the "
+        "new rows). Wall-clock time of the dbt command, 2 dbt threads, embedded PostgreSQL 16 on the same "
+        f"machine. Targets: 1M customers full build <= {TARGET_FULL_S:.0f} s, one day <= {TARGET_DAY_S:.0f} s."
+        + (" Quick run: small size only." if quick else ""),
+        "",
+        "| customers | usage events | orders | generate s | load s | full build s | new-day rows | one-day build s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        out.append(
+            f"| {r.customers:,} | {r.rows['usage_events']:,} | {r.rows['orders']:,} | {r.generate_s:.0f} | "
+            f"{r.load_s:.0f} | {r.full.seconds:.0f} | {r.held_rows:,} | {r.day.seconds:.0f} |"
+        )
+    for r in results:
+        out += ["", f"Slowest nodes, {r.customers:,} customers (seconds; full build / one day):", ""]
+        out += ["| node | full | one day |", "|---|---:|---:|"]
+        day_times = {uid: s for uid, _, s in r.day.nodes}
+        for uid, _status, seconds in r.full.slowest(10):
+            out.append(f"| {_short(uid)} | {seconds:.1f} | {day_times.get(uid, 0.0):.1f} |")
+    if results:
+        last = results[-1]
+        inc = sorted(n for n, m in last.materializations.items() if m == "incremental")
+        tables = sorted(n for n, m in last.materializations.items() if m == "table")
+        views = sorted(n for n, m in last.materializations.items() if m == "view")
+        out += [
+            "",
+            f"Materialisations: incremental {', '.join(inc) or '-'}; views {len(views)} (staging); "
+            f"tables {len(tables)}; snapshots "
+            + ", ".join(sorted(n for n, m in last.materializations.items() if m == "snapshot")),
+            "",
+            "Indexes: "
+            + "; ".join(f"{name} ({'; '.join(cols)})" for name, cols in sorted(last.indexes.items())),
+        ]
+    return "\n".join(out) + "\n"
+
+
+def run(quick: bool) -> str:
+    sizes = [5_000] if quick else [100_000, 1_000_000]
+    results: list[SizeResult] = []
+    with tempfile.TemporaryDirectory(prefix="bench_dbt_") as tmp:
+        for customers in sizes:
+            results.append(bench_size(customers, Path(tmp)))
+    return _markdown(results, quick)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(run("--quick" in sys.argv))
