@@ -90,7 +90,7 @@ def customer_lifecycle_daily() -> None:
         return pipeline.plan_outreach(ds)
 
     @task(max_active_tis_per_dagrun=2)
-    def send_batch(batch_key: str, ds: str | None = None) -> dict:
+    def send_batch(batch_key: str, ds: str | None = None) -> str:
         return pipeline.send_batch(batch_key, ds)
 
     @task

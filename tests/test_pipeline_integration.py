@@ -36,6 +36,7 @@ def _run_dags(url: str, state: Path, airflow_home: Path, dags: list[str]) -> tup
         "AIRFLOW_HOME": str(airflow_home),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
         "PYTHONPATH": f"{ROOT / 'plugins'}:{ROOT}",
+        "RETENTION_DAG_RETRIES": "0",  # a failing task should fail the test now, not after retry delays
     }
     proc = subprocess.run(
         [

@@ -132,11 +132,12 @@ def plan_outreach(ds: str | None) -> list[str]:
     return sorted(result.batch_keys) if hasattr(result, "batch_keys") else []
 
 
-def send_batch(batch_key: str, ds: str | None) -> dict[str, Any]:
-    from retention.outreach.sendgrid_client import send_batch as send
+def send_batch(batch_key: str, ds: str | None) -> str:
+    """Send one campaign x segment batch exactly once; fail (Airflow retries) if anything is open."""
+    from retention.outreach.outbox import send_batch as send
 
     result = send(None, batch_key, planned_on=resolve_as_of(ds))
-    return result.summary() if hasattr(result, "summary") else {"result": str(result)}
+    return result.raise_for_incomplete().summary()
 
 
 def team_digests(ds: str | None) -> dict[str, Any]:
