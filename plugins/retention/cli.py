@@ -89,8 +89,10 @@ def _sqlfluff_lint(argv: list[str]) -> int:
 
     from retention.dbt_runner import profile_env
     from retention.settings import get_settings
-    from retention.warehouse import warehouse_url
+    from retention.warehouse import ensure_warehouse, warehouse_url
 
+    # dbt's templater opens a connection for models that introspect (is_incremental())
+    ensure_warehouse()
     project = get_settings().dbt_project_dir
     paths = argv or [p for p in ("models", "snapshots", "tests", "analyses") if (project / p).exists()]
     env = {**os.environ, **profile_env(warehouse_url())}
