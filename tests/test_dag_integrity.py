@@ -45,8 +45,14 @@ def test_every_dag_file_parses_without_network(probe: dict) -> None:
 
 
 def test_every_dag_file_parses_in_under_a_second(probe: dict) -> None:
-    slow = {n: round(i["seconds"], 2) for n, i in probe["files"].items() if i["seconds"] >= 1.0}
-    assert not slow, f"DAG files too slow to parse (s): {slow}"
+    """CPU time of parsing the file (Airflow and Cosmos already imported), so that other work on
+    the machine cannot make the check flaky; the wall clock is reported alongside."""
+    slow = {
+        n: f"{i['cpu_seconds']:.2f} s CPU ({i['seconds']:.2f} s wall)"
+        for n, i in probe["files"].items()
+        if i["cpu_seconds"] >= 1.0
+    }
+    assert not slow, f"DAG files too slow to parse: {slow}"
 
 
 def test_expected_dags_exist(probe: dict) -> None:
