@@ -23,6 +23,9 @@ configure()
 import airflow  # noqa: E402, F401  (warm imports: the budget is for the DAG file itself)
 import cosmos  # noqa: E402, F401
 from airflow.sdk import DAG  # noqa: E402
+from airflow.sdk.lineage import get_hook_lineage_collector  # noqa: E402
+
+get_hook_lineage_collector()  # loads Airflow's plugins once, as a DAG processor does at start-up
 
 attempts: list[str] = []
 _real_connect = socket.socket.connect
