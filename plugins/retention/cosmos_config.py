@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cosmos import ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 from cosmos.profiles import PostgresUserPasswordProfileMapping
 
 from retention.settings import get_settings
@@ -39,9 +39,14 @@ PROFILE_CONFIG = ProfileConfig(
     ),
 )
 
+# Cautious indirect selection: a model's test task runs only the tests whose parents are all
+# built by then; tests spanning several models (relationships) get their own task after all of
+# their parents (should_detach_multiple_parents_tests). With dbt's default (eager), the test task
+# of stg_raw__customers would run relationship tests of marts that do not exist yet.
 EXECUTION_CONFIG = ExecutionConfig(
     execution_mode=ExecutionMode.LOCAL,
     invocation_mode=InvocationMode.DBT_RUNNER,
+    test_indirect_selection=TestIndirectSelection.CAUTIOUS,
 )
 
 
@@ -52,5 +57,6 @@ def render_config(select: list[str] | None = None, exclude: list[str] | None = N
         select=select or [],
         exclude=exclude or [],
         test_behavior=TestBehavior.AFTER_EACH,
+        should_detach_multiple_parents_tests=True,
         emit_datasets=False,
     )

@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     s = get_settings()
     today = date.fromisoformat(s.as_of_date) if s.as_of_date else datetime.now(UTC).date()
     os.environ.setdefault("RETENTION_AS_OF", today.isoformat())
+    # a demo run should fail at once, not wait out production's retry delays inside dag.test()
+    os.environ.setdefault("RETENTION_DAG_RETRIES", "0")
     get_settings.cache_clear()
     configure()
     from retention.warehouse import ensure_warehouse
