@@ -432,3 +432,12 @@
     select * from features
 
 {% endmacro %}
+
+{#-
+    Pre-hook of the customer feature marts: more sort/hash memory for this model's transaction
+    only (var customer_features_work_mem, default 256MB). With the server default of 4MB the
+    per-window aggregates and the sorts of the final joins spill to disk.
+-#}
+{% macro customer_features_work_mem() -%}
+    set local work_mem = '{{ var("customer_features_work_mem", "256MB") }}'
+{%- endmacro %}

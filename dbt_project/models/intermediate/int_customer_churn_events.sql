@@ -1,7 +1,8 @@
 {{
     config(
         post_hook=[
-            "create index if not exists {{ this.name }}_customer_churned_idx on {{ this }} (customer_id, churned_at)"
+            "{{ ensure_index(['customer_id', 'churned_at']) }}",
+            "analyze {{ this }}"
         ]
     )
 }}

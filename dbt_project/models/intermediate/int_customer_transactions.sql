@@ -1,7 +1,7 @@
 {{
     config(
         post_hook=[
-            "create index if not exists {{ this.name }}_customer_date_idx on {{ this }} (customer_id, transaction_date)"
+            "{{ ensure_index(['customer_id', 'transaction_date']) }}"
         ]
     )
 }}

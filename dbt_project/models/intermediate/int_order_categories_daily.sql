@@ -1,7 +1,8 @@
 {{
     config(
         post_hook=[
-            "create index if not exists {{ this.name }}_customer_date_idx on {{ this }} (customer_id, order_date)"
+            "{{ ensure_index(['customer_id', 'order_date']) }}",
+            "analyze {{ this }}"
         ]
     )
 }}

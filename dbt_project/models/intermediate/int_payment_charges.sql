@@ -1,3 +1,5 @@
+{{ config(post_hook=["analyze {{ this }}"]) }}
+
 -- One row per charge (customer, subscription or order payment, due time): its attempts folded
 -- into when it first failed, when it was finally paid and whether that was late.
 

@@ -1,3 +1,5 @@
+{{ config(post_hook=["analyze {{ this }}"]) }}
+
 -- One row per subscription: its live period, monthly-equivalent price and how it ended.
 
 with

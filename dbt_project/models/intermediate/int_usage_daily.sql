@@ -5,7 +5,8 @@
         incremental_strategy='delete+insert',
         on_schema_change='fail',
         post_hook=[
-            "create index if not exists {{ this.name }}_customer_date_idx on {{ this }} (customer_id, event_date)"
+            "{{ ensure_index(['customer_id', 'event_date']) }}",
+            "analyze {{ this }}"
         ]
     )
 }}

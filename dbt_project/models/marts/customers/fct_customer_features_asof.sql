@@ -4,10 +4,12 @@
         unique_key=['customer_id', 'as_of_date'],
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        pre_hook="{{ customer_features_work_mem() }}",
         post_hook=[
             "{{ drop_features_outside_grid() }}",
-            "create unique index if not exists {{ this.name }}_customer_asof_idx on {{ this }} (customer_id, as_of_date)",
-            "create index if not exists {{ this.name }}_asof_idx on {{ this }} (as_of_date)"
+            "{{ ensure_index(['customer_id', 'as_of_date'], unique=true) }}",
+            "{{ ensure_index(['as_of_date']) }}",
+            "analyze {{ this }}"
         ]
     )
 }}
@@ -57,7 +59,12 @@ pending_grid as (
         where
             grid.as_of_date >= {{ as_of_date() }}
             - {{ positive_int_var('feature_recompute_days', churn_horizon_days() | int + 7) }}
-            or grid.as_of_date not in (select distinct built.as_of_date from {{ this }} as built)
+            -- an anti-join probing the as_of_date index: no scan of the whole table
+            or not exists (
+                select 1
+                from {{ this }} as built
+                where built.as_of_date = grid.as_of_date
+            )
     {% endif %}
 
 ),

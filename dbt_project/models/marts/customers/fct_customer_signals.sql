@@ -1,7 +1,8 @@
 {{
     config(
         post_hook=[
-            "create unique index if not exists {{ this.name }}_customer_idx on {{ this }} (customer_id)"
+            "{{ ensure_index(['customer_id'], unique=true) }}",
+            "analyze {{ this }}"
         ]
     )
 }}
