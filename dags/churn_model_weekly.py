@@ -11,30 +11,19 @@ Logic lives in `ml.train`; this file only wires it.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from airflow.sdk import Asset, dag, task
 
 from retention import pipeline
-from retention.settings import get_settings
 
-_s = get_settings()
 CHURN_MODEL = Asset(name="churn_model.champion", uri="retention://models/churn/champion")
 
 
 @dag(
     dag_id="churn_model_weekly",
     schedule="0 3 * * 1",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
     doc_md=__doc__,
     tags=["retention", "ml"],
-    default_args={
-        "owner": _s.dag_owner,
-        "retries": _s.dag_retries,
-        "retry_delay": timedelta(minutes=10),
-    },
+    **pipeline.dag_kwargs(retry_minutes=10),
 )
 def churn_model_weekly() -> None:
     @task(outlets=[CHURN_MODEL])

@@ -22,16 +22,12 @@ Logic lives in `retention.pipeline`; this file only wires it.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from airflow.sdk import Asset, dag, task
 from cosmos import DbtTaskGroup
 
 from retention import pipeline
 from retention.cosmos_config import EXECUTION_CONFIG, PROFILE_CONFIG, PROJECT_CONFIG, render_config
-from retention.settings import get_settings
 
-_s = get_settings()
 LIFECYCLE_MARTS = Asset(name="analytics.dim_customers", uri="retention://warehouse/analytics/dim_customers")
 CHURN_SCORES = Asset(name="analytics.churn_scores", uri="retention://warehouse/analytics/churn_scores")
 
@@ -39,17 +35,9 @@ CHURN_SCORES = Asset(name="analytics.churn_scores", uri="retention://warehouse/a
 @dag(
     dag_id="customer_lifecycle_daily",
     schedule="0 5 * * *",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
     doc_md=__doc__,
     tags=["retention", "dbt", "quality", "ml", "outreach"],
-    default_args={
-        "owner": _s.dag_owner,
-        "retries": _s.dag_retries,
-        "retry_delay": timedelta(minutes=5),
-        "retry_exponential_backoff": True,
-    },
+    **pipeline.dag_kwargs(retry_minutes=5),
 )
 def customer_lifecycle_daily() -> None:
     @task

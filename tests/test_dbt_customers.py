@@ -31,35 +31,13 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from ml.config import FEATURES as MODEL_FEATURES
+
 AS_OF = date(2026, 6, 1)  # a Monday: on the weekly grid of fct_customer_features_asof
 START = date(2024, 6, 1)
 SELECT = ["--select", "path:models/staging", "path:models/intermediate", "path:models/marts/customers"]
-FEATURES = [
-    "tenure_days",
-    "is_subscriber",
-    "plan_price_monthly",
-    "days_to_renewal",
-    "recency_days",
-    "frequency_orders_365d",
-    "monetary_365d",
-    "discount_share_365d",
-    "usage_events_30d",
-    "usage_events_prior_90d_per30",
-    "usage_trend_pct",
-    "orders_90d",
-    "orders_prior_270d_per90",
-    "purchase_freq_drop_pct",
-    "categories_dropped_count",
-    "inquiries_without_order_30d",
-    "late_payments_90d",
-    "failed_payments_90d",
-    "payment_failed_unrecovered",
-    "open_tickets",
-    "unresolved_tickets",
-    "low_satisfaction_90d",
-    "error_events_30d",
-    "is_churned",
-]
+# the model features (ml.config is the one list) plus the churned flag the signals mart adds
+FEATURES = [*MODEL_FEATURES, "is_churned"]
 TIMINGS: dict[str, float] = {}
 # dbt artefacts of this module go to a private folder, not the shared dbt_project/target
 TARGET_PATH: list[str] = []

@@ -8,12 +8,29 @@ database.
 from __future__ import annotations
 
 import logging
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from retention.settings import get_settings
 
 log = logging.getLogger(__name__)
+
+
+def dag_kwargs(retry_minutes: int) -> dict[str, Any]:
+    """What every DAG of the project shares: start, no catch-up, one run at a time, owner and
+    retries from the settings (exponential back-off from ``retry_minutes``)."""
+    s = get_settings()
+    return {
+        "start_date": datetime(2026, 1, 1, tzinfo=UTC),
+        "catchup": False,
+        "max_active_runs": 1,
+        "default_args": {
+            "owner": s.dag_owner,
+            "retries": s.dag_retries,
+            "retry_delay": timedelta(minutes=retry_minutes),
+            "retry_exponential_backoff": True,
+        },
+    }
 
 
 def resolve_as_of(ds: str | None) -> date:
