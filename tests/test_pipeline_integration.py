@@ -102,8 +102,12 @@ def test_bad_data_stops_the_run_before_scoring_and_outreach(
     assert daily["quality_gate"] == "failed", daily
     for task in ("ensure_champion", "score", "plan_outreach", "team_digests"):
         assert daily[task] == "upstream_failed", (task, daily[task])
-    assert "amount" in output
     with psycopg.connect(company_copy) as conn:
+        failing = conn.execute(
+            "select suite, column_name from ops.gate_results"
+            " where outcome = 'failed' and severity = 'critical'"
+        ).fetchall()
+        assert ("raw.orders", "amount") in failing, (failing, output)
         queued = conn.execute(
             "select count(*) from ops.outbox" if _exists(conn, "ops", "outbox") else "select 0"
         ).fetchone()[0]
