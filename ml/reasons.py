@@ -77,24 +77,17 @@ def _renewal(v: np.ndarray, ctx: np.ndarray | None) -> list[str]:
     return out
 
 
+def _with_context(texts: list[str], ctx: np.ndarray | None) -> list[str]:
+    """Append each customer's context (e.g. the category or error code) in parentheses, if any."""
+    return [t + (f" ({ctx[i]})" if ctx is not None and ctx[i] else "") for i, t in enumerate(texts)]
+
+
 def _categories(v: np.ndarray, ctx: np.ndarray | None) -> list[str]:
-    out = []
-    for i, x in enumerate(v):
-        text = f"stopped buying {_plural(x, 'category', 'categories')}"
-        if ctx is not None and ctx[i]:
-            text += f" ({ctx[i]})"
-        out.append(text)
-    return out
+    return _with_context([f"stopped buying {_plural(x, 'category', 'categories')}" for x in v], ctx)
 
 
 def _errors(v: np.ndarray, ctx: np.ndarray | None) -> list[str]:
-    out = []
-    for i, x in enumerate(v):
-        text = f"hit {_plural(x, 'error')} in 30 days"
-        if ctx is not None and ctx[i]:
-            text += f" ({ctx[i]})"
-        out.append(text)
-    return out
+    return _with_context([f"hit {_plural(x, 'error')} in 30 days" for x in v], ctx)
 
 
 def _simple(template: str, scale: float = 1.0) -> TextFn:
