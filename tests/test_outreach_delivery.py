@@ -7,6 +7,7 @@ import shutil
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -661,3 +662,87 @@ def test_team_digest_from_team_alerts_is_sent_through_the_outbox(
     assert "2 high-value customers at risk for billing" in subject
     assert "- C1: value 5400, risk 71%: usage fell by half" in text and "None" not in text
     assert "price: " in html and "headers" not in body["personalizations"][0]
+
+
+# --- enqueue_frame (the planner's vectorised path) ---------------------------------------------
+
+
+def _frame(msgs: list[PlannedMessage]) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "outbox_key": [m.key for m in msgs],
+            "campaign_id": [m.campaign_id for m in msgs],
+            "step": [m.step for m in msgs],
+            "cycle": [m.cycle for m in msgs],
+            "customer_id": [m.customer_id for m in msgs],
+            "email": [m.email for m in msgs],
+            "template": [m.template for m in msgs],
+            "category": [m.category for m in msgs],
+            "batch_key": [m.batch_key for m in msgs],
+            "priority": [m.priority for m in msgs],
+            "offer_code": [m.offer_code for m in msgs],
+            "offer_cost": [m.offer_cost for m in msgs],
+            "context": [json.dumps(m.context) for m in msgs],
+            "send_at": [m.send_at for m in msgs],
+        }
+    )
+
+
+def test_enqueue_frame_writes_the_same_rows_as_enqueue(use_db: str) -> None:
+    msgs = [_msg(i) for i in range(3)]
+    with psycopg.connect(use_db) as conn:
+        assert outbox.enqueue_frame(conn, _frame(msgs), DAY) == 3
+        assert outbox.enqueue_frame(conn, _frame([*msgs, _msg(3)]), DAY) == 1
+        conn.commit()
+    rows = _rows(use_db)
+    row = rows[msgs[1].key]
+    assert row["state"] == "pending" and row["planned_on"] == DAY and row["cycle"] == "2026-11-30"
+    assert row["context"] == msgs[1].context and row["offer_code"] is None
+    assert row["send_at"] == msgs[1].send_at.replace(microsecond=row["send_at"].microsecond)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ({"template": "no_such_template"}, "message 1 .*no template 'no_such_template'"),
+        ({"category": "spam"}, "message 1 .*category 'spam'"),
+        ({"send_at": datetime(2026, 11, 23, 9)}, "message 1 .*timezone-aware"),
+        ({"email": " "}, "message 1 .*empty recipient address"),
+        ({"batch_key": ""}, "message 1 .*empty batch_key"),
+    ],
+)
+def test_enqueue_frame_bad_row_writes_nothing(use_db: str, bad: dict, message: str) -> None:
+    good = _msg(1)
+    base = {k: getattr(good, k) for k in good.__dataclass_fields__}
+    frame = _frame([_msg(0), PlannedMessage(**{**base, **bad})])
+    with psycopg.connect(use_db) as conn, pytest.raises(ValueError, match=message):
+        outbox.enqueue_frame(conn, frame, DAY)
+    with psycopg.connect(use_db) as conn:
+        if conn.execute("select to_regclass('ops.outbox')").fetchone()[0] is not None:
+            assert conn.execute("select count(*) from ops.outbox").fetchone()[0] == 0
+
+
+def test_enqueue_frame_names_missing_columns(use_db: str) -> None:
+    frame = _frame([_msg(0)]).drop(columns=["context", "template"])
+    with (
+        psycopg.connect(use_db) as conn,
+        pytest.raises(ValueError, match="columns missing: template, context"),
+    ):
+        outbox.enqueue_frame(conn, frame, DAY)
+
+
+def test_fake_validates_every_body_in_the_background_when_asked() -> None:
+    with pytest.raises(ValueError, match="validate must be"):
+        FakeSendGrid(validate="sometimes")
+    with FakeSendGrid(validate="background") as fake:
+        client = fake.client()
+        good = {"personalizations": [{"to": [{"email": "a@example.com"}]}], "from": {"email": "s@example.com"},
+                "subject": "s", "content": [{"type": "text/plain", "value": "x"}]}  # fmt: skip
+        bad = {**good, "personalizations": [{"to": [{"email": 5}]}]}
+        for body in (good, bad):
+            assert client.client.mail.send.post(request_body=body).status_code == 202
+        report = fake.validation_report()
+    assert report.bodies == 2 and report.personalizations == 2
+    assert len(report.invalid) == 1 and "5 is not of type 'string'" in report.invalid[0][0]

@@ -4,7 +4,8 @@ The tables are shaped like analytics.dim_customers / churn_scores / fct_customer
 fct_renewal_calendar and raw support_tickets / usage_events, generated with SQL in a scratch
 database that is dropped afterwards. Measured: one full plan (audiences, guardrails, decision log
 COPY, enqueue), then a rerun of the same day (replaces the day's decisions). Target: < 60 s for
-1M customers.
+1M customers, read as the whole ``plan_day`` (decisions + decision log + enqueue into ops.outbox): a
+plan is only useful once its messages are queued. Both parts are reported.
 """
 
 from __future__ import annotations
@@ -108,12 +109,14 @@ def run(quick: bool) -> str:
         _setup(url, n)
         setup_s = time.perf_counter() - t0
         config = load_campaigns()
+        load_before = os.getloadavg()
         first = plan_day(url, DAY, now=RUN_AT, config=config)
         rerun = plan_day(url, DAY, now=RUN_AT, config=config)
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'drop database if exists "{name}" with (force)')
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    load0 = " / ".join(f"{x:.1f}" for x in load_before)
     rows = [
         "| run | customers | decisions | messages | batches | total s | decide + log s | decisions/s "
         "| enqueue s | planner CPU s |",
@@ -123,17 +126,20 @@ def run(quick: bool) -> str:
         t = r.timings
         decide = t["total_s"] - t["enqueue_s"]
         rows.append(
-            f"| {label} | {n:,} | {r.decisions:,} | {len(r.messages):,} | {len(r.batches):,} | {t['total_s']:.1f} "
+            f"| {label} | {n:,} | {r.decisions:,} | {r.n_messages:,} | {len(r.batch_keys):,} | {t['total_s']:.1f} "
             f"| {decide:.1f} | {r.decisions / decide:,.0f} | {t['enqueue_s']:.1f} | {t['python_cpu_s']:.1f} |"
         )
     skip = {"total_s", "python_cpu_s"}
     phases = ", ".join(f"{k.removesuffix('_s')} {v:.1f} s" for k, v in first.timings.items() if k not in skip)
     outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(first.outcome_counts.items()))
     decide_s = first.timings["total_s"] - first.timings["enqueue_s"]
+    total_s = first.timings["total_s"]
     target = (
         ""
         if quick
-        else f" Target: decisions for 1M customers < 60 s: {'met' if decide_s < 60 else 'NOT met'}."
+        else f" Target: decisions for 1M customers < 60 s, whole plan (decide + log + enqueue): "
+        f"{'met' if total_s < 60 else 'NOT met'} ({total_s:.1f} s); decide + log alone: "
+        f"{'met' if decide_s < 60 else 'NOT met'} ({decide_s:.1f} s)."
     )
     return (
         "### decisions\n\n"
@@ -144,7 +150,8 @@ def run(quick: bool) -> str:
         f"{setup_s:.0f} s not counted). `decide + log` is everything but the enqueue.{target}\n\n"
         + "\n".join(rows)
         + f"\n\nPhases of the first plan (wall clock): {phases}. Enqueued with: {first.enqueued_with}. "
-        f"Load average at the end of the run: {load} (other work on the machine slows every phase). "
+        f"Load average (1 / 5 / 15 min) before the first plan: {load0}, at the end: {load} (other work on "
+        f"the machine's {os.cpu_count()} cores slows every phase). "
         "`planner CPU s` is the planning process's own CPU time (the database server's work is not in "
         "it).\n\n"
         f"Outcomes of the first plan: {outcomes}.\n"

@@ -84,6 +84,27 @@ def read_frame(
     return frame
 
 
+def write_frame(
+    conn: psycopg.Connection, table: sql.Composable, columns: list[str], frame: pd.DataFrame
+) -> None:
+    """COPY ``frame[columns]`` into ``table`` (CSV written by pyarrow: about ten times faster than
+    pandas' ``to_csv`` at a million rows). Missing values become NULL, empty strings stay empty
+    strings (pyarrow quotes every string, PostgreSQL reads an unquoted empty field as NULL)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    if not len(frame):
+        return
+    table_ = pa.Table.from_pandas(frame[columns], preserve_index=False)
+    buf = io.BytesIO()
+    pacsv.write_csv(table_, buf, write_options=pacsv.WriteOptions(include_header=False))
+    stmt = sql.SQL("copy {} ({}) from stdin with (format csv)").format(
+        table, sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    with conn.cursor() as cur, cur.copy(stmt) as cp:
+        cp.write(buf.getbuffer())
+
+
 def qualified(schema: str, table: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
 

@@ -49,6 +49,7 @@ from typing import Any
 from urllib.parse import quote
 
 import psycopg
+import psycopg.sql
 from psycopg.rows import dict_row
 
 from retention.outreach import render as _render
@@ -203,14 +204,20 @@ def default_planned_on() -> date:
     return datetime.now(ZoneInfo(s.business_tz)).date()
 
 
+#: the columns an enqueue writes (the rest of ops.outbox keeps its defaults)
+OUTBOX_COLUMNS = ["outbox_key", "campaign_id", "step", "cycle", "customer_id", "email", "template", "category",
+                  "batch_key", "priority", "offer_code", "offer_cost", "context", "send_at", "planned_on"]  # fmt: skip
+
+
 def enqueue(conn: psycopg.Connection, messages: list[PlannedMessage], planned_on: date | None = None) -> int:
     """Queue planned messages as ``pending`` outbox rows; a key already in the outbox (in any state)
     is left alone, so a message is never queued twice. Returns how many rows were inserted.
     Every message is checked first: one bad message raises ValueError and nothing is written.
     ``planned_on`` defaults to the business day (:func:`default_planned_on`).
     Runs in the caller's transaction (the caller commits)."""
+    import pandas as pd
+
     planned_on = planned_on or default_planned_on()
-    ensure_delivery_tables(conn)
     rows = []
     known: set[str] = set()
     for i, m in enumerate(messages):
@@ -219,25 +226,81 @@ def enqueue(conn: psycopg.Connection, messages: list[PlannedMessage], planned_on
             (
                 m.key, m.campaign_id, m.step, m.cycle, m.customer_id, m.email.strip(), m.template,
                 m.category, m.batch_key, float(m.priority), m.offer_code, float(m.offer_cost), ctx,
-                m.send_at.astimezone(UTC), planned_on,
+                m.send_at.astimezone(UTC).isoformat(), planned_on.isoformat(),
             )
         )  # fmt: skip
+    ensure_delivery_tables(conn)
     if not rows:
         return 0
+    return _insert_outbox(conn, pd.DataFrame(rows, columns=OUTBOX_COLUMNS, dtype=object))
+
+
+def enqueue_frame(conn: psycopg.Connection, frame: Any, planned_on: date) -> int:
+    """:func:`enqueue` for a planner's DataFrame (one row per message, columns
+    :data:`OUTBOX_COLUMNS` but ``planned_on``; ``context`` is the JSON text of the template
+    variables, ``send_at`` timezone-aware datetimes). The same checks, vectorised: the first bad
+    row raises ValueError naming it and nothing is written. Runs in the caller's transaction."""
+    import pandas as pd
+
+    if not len(frame):
+        ensure_delivery_tables(conn)
+        return 0
+    missing = [c for c in OUTBOX_COLUMNS if c not in frame.columns and c != "planned_on"]
+    if missing:
+        raise ValueError(f"enqueue_frame: columns missing: {', '.join(missing)}")
+    df = frame.reset_index(drop=True)
+    email = df["email"].astype(object).where(df["email"].notna(), "").astype(str).str.strip()
+
+    def bad(mask: Any, why: Any) -> None:
+        hits = mask.to_numpy().nonzero()[0] if hasattr(mask, "to_numpy") else mask.nonzero()[0]
+        if len(hits):
+            i = int(hits[0])
+            r = df.iloc[i]
+            where = f"message {i} ({r['campaign_id']}/{r['step']}, template {r['template']!r})"
+            raise ValueError(f"{where}: {why(r) if callable(why) else why}")
+
+    bad(~df["category"].isin(["marketing", "transactional"]),
+        lambda r: f"category {r['category']!r} is not marketing or transactional")  # fmt: skip
+    bad(email == "", "empty recipient address")
+    folder = _render.TEMPLATES_DIR
+    for name in pd.unique(df["template"]):  # the files are checked once per template name
+        if not all((folder / f"{name}.{p}").is_file() for p in ("subject", "txt", "html")):
+            bad(df["template"] == name, f"no template {name!r} in {folder}")
+    send_at = df["send_at"]
+    if not isinstance(send_at.dtype, pd.DatetimeTZDtype):
+        aware = send_at.map(lambda v: isinstance(v, datetime) and v.tzinfo is not None)
+        bad(~aware.astype(bool), lambda r: f"send_at must be a timezone-aware datetime, got {r['send_at']!r}")
+        send_at = pd.to_datetime(send_at, utc=True)
+    bad(df["batch_key"].isna() | (df["batch_key"].astype(str) == ""), "empty batch_key")
+    bad(~df["context"].map(lambda v: isinstance(v, str)).astype(bool), "context is not JSON text")
+    ensure_delivery_tables(conn)
+    if not len(df):
+        return 0
+    out = df[[c for c in OUTBOX_COLUMNS if c != "planned_on"]].copy()
+    out["email"] = email
+    # few distinct send times (one per time zone): format each once
+    utc = send_at.dt.tz_convert("UTC")
+    stamps = {t: t.isoformat() for t in pd.unique(utc)}
+    out["send_at"] = utc.map(stamps).astype(object)
+    out["planned_on"] = planned_on.isoformat()
+    return _insert_outbox(conn, out)
+
+
+def _insert_outbox(conn: psycopg.Connection, rows: Any) -> int:
+    """COPY the rows into a temporary table, then insert the keys the outbox does not have yet, in
+    key order (the primary key's B-tree is filled page by page, not at random)."""
+    from retention.outreach.audiences import write_frame
+
     ops = _ops()
-    cols = (
-        "outbox_key, campaign_id, step, cycle, customer_id, email, template, category, batch_key, "
-        "priority, offer_code, offer_cost, context, send_at, planned_on"
-    )
+    cols = ", ".join(OUTBOX_COLUMNS)
     conn.execute(
         f"create temp table if not exists _enqueue (like {ops}.outbox including defaults) on commit drop"
     )
     conn.execute("truncate _enqueue")
-    with conn.cursor() as cur, cur.copy(f"copy _enqueue ({cols}) from stdin") as copy:
-        for r in rows:
-            copy.write_row(r)
+    write_frame(conn, psycopg.sql.Identifier("_enqueue"), OUTBOX_COLUMNS, rows)
     cur = conn.execute(
-        f"insert into {ops}.outbox ({cols}) select {cols} from _enqueue on conflict (outbox_key) do nothing"
+        f"insert into {ops}.outbox ({cols}) select {cols} from _enqueue order by outbox_key "
+        "on conflict (outbox_key) do nothing"
     )
     inserted = cur.rowcount
     conn.execute("drop table if exists _enqueue")
