@@ -17,8 +17,10 @@ units), the highest one with a churn-reason category gives ``reason_category`` (
 how purchase-only churn is defined, so it says "soon", not "why" -- carry no category; ``unknown``
 when no categorised feature raises the risk).
 
-Scoring needs one ``np.interp`` per feature (no extra model passes), so reason codes for a million
-customers take about a second.  The exact local variant (re-scoring each customer with x_j set to the
+Scoring needs one ``np.interp`` per feature (no extra model passes); the top three come from three
+argmax passes, and the jsonb text is assembled by Arrow string kernels from pieces formatted once per
+distinct (feature, shown value, context) and per distinct contribution (thousandths): no per-row Python.
+A million customers take about 1.5-2.5 s of CPU (BENCHMARKS.md).  The exact local variant (re-scoring each customer with x_j set to the
 median) is kept in :func:`local_contributions` to check the approximation on small samples.
 """
 
@@ -26,11 +28,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ml import config
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 TextFn = Callable[[np.ndarray, np.ndarray | None], list[str]]
 
@@ -275,8 +281,34 @@ class ReasonCodes:
     top_features: np.ndarray  # (n, 3) feature index, -1 = no driver in that slot
     top_contrib: np.ndarray  # (n, 3)
     category: np.ndarray  # (n,) object: reason category
-    json: np.ndarray  # (n,) object: jsonb text of the list of {"feature","text","contribution"}
+    json_arrow: pa.StringArray | None  # jsonb text of the list of {"feature","text","contribution"}
     category_code: np.ndarray | None = None  # (n,) index into config.REASONS
+
+    @property
+    def json(self) -> np.ndarray:
+        """The JSON texts as a numpy array of Python strings (empty when built without JSON)."""
+        if self.json_arrow is None:
+            return np.empty(0, dtype=object)
+        return self.json_arrow.to_numpy(zero_copy_only=False)
+
+
+def top_k(C: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k largest positive entries of each row, largest first: (feature index or -1, value or 0).
+    k argmax passes over a copy (with p around 20 columns, cheaper than argpartition + sort)."""
+    n, p = C.shape
+    k = min(k, p)
+    rows = np.arange(n)
+    work = C.copy()
+    top = np.full((n, k), -1, dtype=np.int64)
+    top_c = np.zeros((n, k))
+    for slot in range(k):
+        j = work.argmax(axis=1)
+        v = work[rows, j]
+        hit = v > 0
+        top[hit, slot] = j[hit]
+        top_c[hit, slot] = v[hit]
+        work[rows, j] = 0.0
+    return top, top_c
 
 
 def top_reasons(
@@ -288,42 +320,41 @@ def top_reasons(
     with_json: bool = True,
 ) -> ReasonCodes:
     """Top-k drivers, their words, and the reason category (all vectorised)."""
-    n, p = X.shape
     C = contributions(X, features, reference)
-    k = min(k, p)
-    rows = np.arange(n)
-    work = C.copy()
-    top = np.full((n, k), -1, dtype=np.int64)
-    top_c = np.zeros((n, k))
-    for slot in range(k):  # k argmax passes: cheaper than a full sort of p columns
-        j = work.argmax(axis=1)
-        v = work[rows, j]
-        top[:, slot] = np.where(v > 0, j, -1)
-        top_c[:, slot] = np.where(v > 0, v, 0.0)
-        work[rows, j] = 0.0
+    top, top_c = top_k(C, k)
+    code = category_codes(C, X, features)
+    category = np.array(config.REASONS, dtype=object)[code]
+    json = _json_lists(X, features, top, top_c, context) if with_json else None
+    return ReasonCodes(top, top_c, category, json, code)
 
+
+def category_codes(C: np.ndarray, X: np.ndarray, features: Sequence[str]) -> np.ndarray:
+    """Index into config.REASONS of each row's reason category: the category of the largest categorised
+    contribution (value-dependent overrides applied), ``unknown`` when none."""
+    n, p = C.shape
     reasons = list(config.REASONS)
+    unknown = reasons.index("unknown")
+    if p == 0:
+        return np.full(n, unknown, dtype=np.int64)
+    rows = np.arange(n)
     cat_code = np.array(
         [reasons.index(REASON_SPECS[f].category) if REASON_SPECS[f].category else -1 for f in features]
     )
     Cc = C * (cat_code >= 0)[None, :]
-    best = Cc.argmax(axis=1) if p else np.zeros(n, dtype=int)
-    has = Cc[rows, best] > 0 if p else np.zeros(n, dtype=bool)
-    code = np.where(has, cat_code[best], reasons.index("unknown"))
+    best = Cc.argmax(axis=1)
+    has = Cc[rows, best] > 0
+    code = np.where(has, cat_code[best], unknown)
     for name, (test, override) in CATEGORY_OVERRIDES.items():
         if name in features:
             j = list(features).index(name)
             hit = np.flatnonzero(has & (best == j))
             code[hit] = np.where(test(X[hit, j]), reasons.index(override), code[hit])
-    category = np.array(reasons, dtype=object)[code]
-
-    json = _json_lists(X, features, top, top_c, context) if with_json else np.empty(0, dtype=object)
-    return ReasonCodes(top, top_c, category, json, code)
+    return code
 
 
 def _context_for(
     name: str, rows: np.ndarray, X: np.ndarray, features: Sequence[str], context: pd.DataFrame | None
-):
+) -> np.ndarray | None:
     """Extra words some texts carry (renewal + price talk, which categories, which error codes)."""
     if name == "days_to_renewal":
         idx = {f: i for i, f in enumerate(features)}
@@ -357,41 +388,30 @@ def _safe(v: object) -> str:
     return "".join(ch for ch in text if ch.isalnum() or ch in " ,-_./").strip()
 
 
-def texts_for(name: str, values: np.ndarray, ctx: np.ndarray | None, decimals: int) -> np.ndarray:
-    """Words for many values of one feature: each distinct (rounded value, context) formatted once."""
+def _coded_texts(
+    name: str, values: np.ndarray, ctx: np.ndarray | None, decimals: int | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """(code per value, words per code): each distinct (rounded value, context) is formatted once
+    (hash factorisation, no sort)."""
     spec = REASON_SPECS[name]
-    shown = np.round(values, decimals)
+    shown = np.round(values, spec.decimals if decimals is None else decimals)
+    v_codes, v_uniq = pd.factorize(shown)
     if ctx is None:
-        uniq, inv = np.unique(shown, return_inverse=True)
-        words = np.array(spec.text(uniq, None), dtype=object)
-        return words[inv]
-    codes, uniques = pd.MultiIndex.from_arrays([shown, ctx]).factorize()
-    u_vals = np.array([u[0] for u in uniques], dtype=float)
-    u_ctx = np.array([u[1] for u in uniques], dtype=object)
-    words = np.array(spec.text(u_vals, u_ctx), dtype=object)
-    return words[codes]
+        return v_codes, list(spec.text(np.asarray(v_uniq, dtype=float), None))
+    c_codes, c_uniq = pd.factorize(ctx)
+    width = max(len(c_uniq), 1)
+    codes, k_uniq = pd.factorize(v_codes.astype(np.int64) * width + c_codes)
+    u_vals = np.asarray(v_uniq, dtype=float)[k_uniq // width]
+    u_ctx = np.asarray(c_uniq, dtype=object)[k_uniq % width]
+    return codes, list(spec.text(u_vals, u_ctx))
 
 
-def _items_for(name: str, x: np.ndarray, c: np.ndarray, ctx: np.ndarray | None) -> np.ndarray:
-    """JSON objects of one feature's driver entries.  A contribution depends on the feature's value
-    only, so each distinct (value, context) is formatted once and broadcast."""
-    spec = REASON_SPECS[name]
-    if ctx is None:
-        uniq, first, inv = np.unique(x, return_index=True, return_inverse=True)
-        words = spec.text(np.round(uniq, spec.decimals), None)
-    else:
-        inv, uniques = pd.MultiIndex.from_arrays([x, ctx]).factorize()
-        first = np.zeros(len(uniques), dtype=np.int64)
-        first[inv[::-1]] = np.arange(len(inv))[::-1]  # first occurrence of each code
-        words = spec.text(np.round(x[first], spec.decimals), ctx[first])
-    pieces = np.array(
-        [
-            f'{{"feature": "{name}", "text": "{w}", "contribution": {k:.3f}}}'
-            for w, k in zip(words, c[first], strict=True)
-        ],
-        dtype=object,
-    )
-    return pieces[inv]
+def texts_for(
+    name: str, values: np.ndarray, ctx: np.ndarray | None, decimals: int | None = None
+) -> np.ndarray:
+    """Words for many values of one feature (rounded to ``decimals``, default the spec's)."""
+    codes, words = _coded_texts(name, np.asarray(values, dtype=float), ctx, decimals)
+    return np.array(words, dtype=object)[codes]
 
 
 def _json_lists(
@@ -400,25 +420,45 @@ def _json_lists(
     top: np.ndarray,
     top_c: np.ndarray,
     context: pd.DataFrame | None,
-) -> np.ndarray:
-    """JSON text of each row's reason list: per-value pieces joined once per row."""
+) -> pa.StringArray:
+    """JSON text of each row's reason list, assembled by Arrow string kernels.
+
+    Slot s of a row is a prefix (``[{`` for the first slot, ``, {`` after it, then
+    ``"feature": ..., "text": ..., "contribution": ``) looked up per distinct (feature, rounded value,
+    context), plus the contribution text (``0.123}``) looked up per distinct value in thousandths.
+    Python formats only those distinct pieces, never a row; Arrow concatenates them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     n, k = top.shape
-    items = []
+    milli = np.rint(top_c * 1000.0).astype(np.int64)
+    if n and milli.max() <= 1_000_000:
+        m_text = [f"{m / 1000:.3f}}}" for m in range(int(milli.max()) + 1)]
+    else:
+        m_uniq, m_inv = np.unique(milli, return_inverse=True)
+        m_text = [f"{m / 1000:.3f}}}" for m in m_uniq.tolist()]
+        milli = m_inv.reshape(n, k)
+    contrib_text = pa.array(m_text, pa.string())
+    pieces = []
     for slot in range(k):
         idx = top[:, slot]
-        item = np.full(n, "", dtype=object)
-        for j in np.unique(idx[idx >= 0]):
+        lead = "[{" if slot == 0 else ", {"
+        prefixes: list[str] = []
+        pid = np.full(n, -1, dtype=np.int64)
+        for j in np.flatnonzero(np.bincount(idx[idx >= 0], minlength=len(features))).tolist():
             rows = np.flatnonzero(idx == j)
             name = features[j]
-            item[rows] = _items_for(
-                name, X[rows, j], top_c[rows, slot], _context_for(name, rows, X, features, context)
-            )
-        items.append(item)
-    out = np.full(n, "[]", dtype=object)
-    count = (top >= 0).sum(axis=1)
-    for c in range(1, k + 1):
-        m = np.flatnonzero(count == c)
-        if m.size:
-            parts = [items[slot][m].tolist() for slot in range(c)]
-            out[m] = ["[" + ", ".join(t) + "]" for t in zip(*parts, strict=True)]
-    return out
+            codes, words = _coded_texts(name, X[rows, j], _context_for(name, rows, X, features, context))
+            pid[rows] = codes + len(prefixes)
+            prefixes.extend(f'{lead}"feature": "{name}", "text": "{w}", "contribution": ' for w in words)
+        none = pid < 0
+        pre = pc.take(pa.array(prefixes, pa.string()), pa.array(pid, mask=none))
+        con = pc.take(contrib_text, pa.array(milli[:, slot], mask=none))
+        pieces.append(pc.binary_join_element_wise(pre, con, ""))  # null where the slot has no driver
+    if k == 0:
+        return pa.array(["[]"] * n, pa.string())
+    # drivers fill the slots in order: an empty first slot is "[", empty later slots are ""
+    pieces[0] = pc.fill_null(pieces[0], "[")
+    return pc.binary_join_element_wise(
+        *pieces, pa.scalar("]"), "", null_handling="replace", null_replacement=""
+    )

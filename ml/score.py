@@ -21,22 +21,43 @@ from ml.features import check_not_all_null, feature_list_hash, to_matrix
 from ml.modeling import kind_features, predict_proba, thread_limit
 from ml.reasons import top_reasons
 
+#: below this many rows the model and the reason codes run one after the other (a thread costs more)
+OVERLAP_MIN_ROWS = 50_000
+
+
+def risk_tier_codes(p: np.ndarray) -> np.ndarray:
+    """Index into config.RISK_TIERS of each probability's tier."""
+    out = np.full(p.shape, len(config.RISK_TIERS) - 1, dtype=np.int8)
+    for i in range(len(config.RISK_TIERS) - 2, -1, -1):
+        out[p >= config.RISK_TIERS[i][1]] = i
+    return out
+
 
 def risk_tiers(p: np.ndarray) -> np.ndarray:
-    out = np.full(p.shape, config.RISK_TIERS[-1][0], dtype=object)
-    for name, threshold in reversed(config.RISK_TIERS[:-1]):
-        out[p >= threshold] = name
-    return out
+    return np.array([t for t, _ in config.RISK_TIERS], dtype=object)[risk_tier_codes(p)]
 
 
 def score_frame(artefact: dict[str, Any], frame: pd.DataFrame, version: str) -> pd.DataFrame:
     """Scores of a frame holding customer_id, as_of_date, the model's features, customer_value and
-    (optionally) top_dropped_category / recent_error_codes.  Vectorised end to end."""
+    (optionally) top_dropped_category / recent_error_codes.  Vectorised end to end.
+
+    The model (compiled code that releases the GIL, OpenMP threads per RETENTION_ML_THREADS) runs in a
+    worker thread while this thread builds the reason codes, which need only the features: with
+    ``ml_threads`` = 1 everything runs one after the other on one core, otherwise the two overlap."""
     features = list(artefact["features"])
     X = to_matrix(frame, features)
-    p = predict_proba(artefact, X)
-    rc = top_reasons(X, features, artefact["reference"], context=frame)
-    category = rc.category
+    from retention.settings import get_settings
+
+    if int(get_settings().ml_threads) == 1 or len(frame) < OVERLAP_MIN_ROWS:
+        p = predict_proba(artefact, X)
+        rc = top_reasons(X, features, artefact["reference"], context=frame)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ml-predict") as pool:
+            future = pool.submit(predict_proba, artefact, X)
+            rc = top_reasons(X, features, artefact["reference"], context=frame)
+            p = future.result()
     save = np.array([config.EXPECTED_SAVE_RATE[r] for r in config.REASONS])[rc.category_code]
     cost = np.array([config.OFFER_COST[r] for r in config.REASONS])[rc.category_code]
     value = (
@@ -44,18 +65,16 @@ def score_frame(artefact: dict[str, Any], frame: pd.DataFrame, version: str) -> 
         if "customer_value" in frame
         else np.zeros(len(frame))
     )
-
-    def text(values: np.ndarray) -> pd.Series:  # keep Python strings (no Arrow conversion of 1M JSON texts)
-        return pd.Series(values, dtype=object, copy=False)
-
+    reasons = pd.Categorical.from_codes(rc.category_code, categories=list(config.REASONS))
+    tiers = pd.Categorical.from_codes(risk_tier_codes(p), categories=[t for t, _ in config.RISK_TIERS])
     return pd.DataFrame(
         {
             "customer_id": frame["customer_id"].to_numpy(),
             "as_of_date": frame["as_of_date"].to_numpy(),
             "churn_probability": p,
-            "risk_tier": text(risk_tiers(p)),
-            "reason_codes": text(rc.json),
-            "reason_category": text(category),
+            "risk_tier": tiers,
+            "reason_codes": pd.Series(pd.arrays.ArrowExtensionArray(rc.json_arrow), copy=False),
+            "reason_category": reasons,
             "model_version": version,
             "customer_value": value,
             "expected_save_rate": save,

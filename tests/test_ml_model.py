@@ -202,3 +202,40 @@ def test_abrupt_stop_is_moved_no_need_and_decline_is_quality_fit() -> None:
     }
     rc = reasons.top_reasons(np.array([[-100.0], [-60.0], [10.0]]), features, reference)
     assert rc.category.tolist() == ["moved_no_need", "quality_fit", "unknown"]
+
+
+@pytest.mark.parametrize("threads", ["1", "0"])
+def test_score_frame_same_with_and_without_overlap(
+    trained: dict, threads: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model runs in a worker thread next to the reason codes unless RETENTION_ML_THREADS=1: same
+    scores either way, JSON valid, categories from the fixed vocabulary."""
+    from ml import score
+    from retention.settings import get_settings
+
+    art = trained["cands"]["hgb"].artefact
+    sig = signals_from(trained["frame"])
+    reference = score_frame(art, sig, "v")
+    monkeypatch.setenv("RETENTION_ML_THREADS", threads)
+    monkeypatch.setattr(score, "OVERLAP_MIN_ROWS", 10)
+    get_settings.cache_clear()
+    try:
+        got = score_frame(art, sig, "v")
+    finally:
+        get_settings.cache_clear()
+    pd.testing.assert_frame_equal(got, reference)
+    assert set(got["reason_category"]) <= set(config.REASONS)
+    assert set(got["risk_tier"]) <= {"high", "medium", "low"}
+    assert all(isinstance(json.loads(j), list) for j in got["reason_codes"])
+
+
+def test_reason_codes_of_no_rows_and_of_rows_without_drivers() -> None:
+    features = ["unresolved_tickets"]
+    reference = {"medians": np.array([0.0]), "grid": np.array([[0.0, 3.0]]), "curve": np.array([[0.0, 3.0]])}
+    empty = reasons.top_reasons(np.zeros((0, 1)), features, reference)
+    assert empty.json.tolist() == [] and empty.category.tolist() == []
+    rc = reasons.top_reasons(np.array([[0.0], [np.nan], [3.0]]), features, reference)
+    assert [json.loads(j) for j in rc.json[:2]] == [[], []]
+    assert json.loads(rc.json[2]) == [
+        {"feature": "unresolved_tickets", "text": "3 unresolved tickets", "contribution": 3.0}
+    ]
