@@ -5,9 +5,26 @@
     cannot drift. Every window is a half-open range [as_of_date - n days, as_of_date).
 
     spine: a relation or CTE name with columns customer_id, as_of_date (date).
+    grid: a relation or CTE name with the distinct as_of_date values of spine (a few rows); by
+        default computed from spine.
     with_text_columns: also compute top_dropped_category and recent_error_codes (signals only).
+
+    Built for scale (cost ~ customers x as-of dates + events, never their product; no index probe
+    per point):
+    - day-windowed sums (usage, orders): the points and the daily rows of a customer form one
+      stream ordered by day; window functions with exact day frames (`range between 30 preceding
+      and 1 preceding` = [as_of_date - 30, as_of_date)) read the sums at the points.
+    - everything that holds over an interval of as-of dates (an open ticket, a failed payment of
+      the last 90 days, a live subscription, a churned state, a dropped category) becomes that
+      interval [first_day, last_day] of as-of dates once per item, joined to the few grid dates
+      it covers, and is counted per (customer, as_of_date).
+    Each interval is derived from the same half-open timestamp conditions: x < midnight(d) is
+    utc_date(x) < d, x >= midnight(d - n) is utc_date(x) >= d - n.
 -#}
-{% macro customer_features(spine, with_text_columns=false) %}
+{% macro customer_features(spine, grid=none, with_text_columns=false) %}
+
+    {%- set day_zero = "date '2000-01-01'" -%}
+    {%- set far_future = "date '9999-12-31'" -%}
 
     with
 
@@ -75,84 +92,188 @@
 
         select
             customer_id,
-            as_of_date,
-            {{ utc_midnight('as_of_date') }} as as_of_ts
+            as_of_date
         from {{ spine }}
 
     ),
 
-    usage_windows as (
+    grid_dates as (
 
-        select
-            points.customer_id,
-            points.as_of_date,
-            sum(usage_daily.events_count)
-                filter (where usage_daily.event_date >= points.as_of_date - 30) as usage_events_30d,
-            sum(usage_daily.events_count)
-                filter (where usage_daily.event_date < points.as_of_date - 30) as usage_events_prior_90d,
-            sum(usage_daily.error_events_count)
-                filter (where usage_daily.event_date >= points.as_of_date - 30) as error_events_30d
-        from points
-        inner join usage_daily
-            on
-                points.customer_id = usage_daily.customer_id
-                and usage_daily.event_date >= points.as_of_date - 120
-                and usage_daily.event_date < points.as_of_date
-        group by 1, 2
+        {% if grid is none -%}
+            select distinct as_of_date from {{ spine }}
+        {%- else -%}
+            select as_of_date from {{ grid }}
+        {%- endif %}
 
     ),
 
-    order_windows as (
+    bounds as (
 
         select
-            points.customer_id,
-            points.as_of_date,
-            max(orders_daily.order_date) as last_order_date,
-            sum(orders_daily.orders_count)
-                filter (where orders_daily.order_date >= points.as_of_date - 365) as orders_365d,
-            sum(orders_daily.amount)
-                filter (where orders_daily.order_date >= points.as_of_date - 365) as amount_365d,
-            sum(orders_daily.discount_amount)
-                filter (where orders_daily.order_date >= points.as_of_date - 365) as discount_365d,
-            sum(orders_daily.orders_count)
-                filter (where orders_daily.order_date >= points.as_of_date - 90) as orders_90d,
-            sum(orders_daily.orders_count)
-                filter (
-                    where orders_daily.order_date >= points.as_of_date - 360
-                    and orders_daily.order_date < points.as_of_date - 90
-                ) as orders_prior_270d
-        from points
-        inner join orders_daily
-            on
-                points.customer_id = orders_daily.customer_id
-                and orders_daily.order_date < points.as_of_date
-        group by 1, 2
+            min(as_of_date) as first_date,
+            max(as_of_date) as last_date
+        from grid_dates
 
     ),
 
-    category_windows as (
+    -- points and daily usage / order rows of each customer, one stream ordered by day number
+    activity_stream as (
 
         select
-            points.customer_id,
-            points.as_of_date,
+            customer_id,
+            as_of_date - {{ day_zero }} as day_number,
+            true as is_point,
+            cast(null as integer) as events_count,
+            cast(null as integer) as error_events_count,
+            cast(null as integer) as orders_count,
+            cast(null as numeric) as amount,
+            cast(null as numeric) as discount_amount
+        from points
+
+        union all
+
+        select
+            usage_daily.customer_id,
+            usage_daily.event_date - {{ day_zero }} as day_number,
+            false as is_point,
+            usage_daily.events_count,
+            usage_daily.error_events_count,
+            cast(null as integer) as orders_count,
+            cast(null as numeric) as amount,
+            cast(null as numeric) as discount_amount
+        from usage_daily
+        cross join bounds
+        where usage_daily.event_date >= bounds.first_date - 120 and usage_daily.event_date < bounds.last_date
+
+        union all
+
+        select
+            orders_daily.customer_id,
+            orders_daily.order_date - {{ day_zero }} as day_number,
+            false as is_point,
+            cast(null as integer) as events_count,
+            cast(null as integer) as error_events_count,
+            orders_daily.orders_count,
+            orders_daily.amount,
+            orders_daily.discount_amount
+        from orders_daily
+        cross join bounds
+        where orders_daily.order_date < bounds.last_date
+
+    ),
+
+    activity_windows as (
+
+        select
+            customer_id,
+            day_number,
+            is_point,
+            sum(events_count) over (by_day range between 30 preceding and 1 preceding) as usage_events_30d,
+            sum(events_count) over (by_day range between 120 preceding and 31 preceding) as usage_events_prior_90d,
+            sum(error_events_count) over (by_day range between 30 preceding and 1 preceding) as error_events_30d,
+            max(case when orders_count is not null then day_number end)
+                over (by_day range between unbounded preceding and 1 preceding) as last_order_day,
+            sum(orders_count) over (by_day range between 365 preceding and 1 preceding) as orders_365d,
+            sum(amount) over (by_day range between 365 preceding and 1 preceding) as amount_365d,
+            sum(discount_amount) over (by_day range between 365 preceding and 1 preceding) as discount_365d,
+            sum(orders_count) over (by_day range between 90 preceding and 1 preceding) as orders_90d,
+            sum(orders_count) over (by_day range between 360 preceding and 91 preceding) as orders_prior_270d
+        from activity_stream
+        window by_day as (partition by customer_id order by day_number)
+
+    ),
+
+    activity as (
+
+        select
+            customer_id,
+            {{ day_zero }} + day_number as as_of_date,
+            {{ day_zero }} + last_order_day as last_order_date,
+            usage_events_30d,
+            usage_events_prior_90d,
+            error_events_30d,
+            orders_365d,
+            amount_365d,
+            discount_365d,
+            orders_90d,
+            orders_prior_270d
+        from activity_windows
+        where is_point
+
+    ),
+
+    -- categories: a category is dropped at d when bought at least twice in [d - 360, d - 90) and
+    -- not in [d - 90, d). For a purchase day L followed by the next purchase day N, L is the last
+    -- purchase before d for d in (L, N]; dropped there from L + 91 on, until L + 360 when L had
+    -- two orders, otherwise until the previous purchase day + 360.
+    category_days as (
+
+        select
+            order_categories_daily.customer_id,
             order_categories_daily.category,
-            sum(order_categories_daily.orders_count)
-                filter (where order_categories_daily.order_date < points.as_of_date - 90) as prior_orders,
-            sum(order_categories_daily.orders_count)
-                filter (where order_categories_daily.order_date >= points.as_of_date - 90) as recent_orders,
-            sum(order_categories_daily.amount)
-                filter (where order_categories_daily.order_date < points.as_of_date - 90) as prior_amount
-        from points
+            order_categories_daily.order_date,
+            order_categories_daily.orders_count,
+            lag(order_categories_daily.order_date) over by_category as previous_date,
+            lead(order_categories_daily.order_date) over by_category as next_date
+        from order_categories_daily
+        cross join bounds
+        where
+            order_categories_daily.order_date >= bounds.first_date - 360
+            and order_categories_daily.order_date < bounds.last_date
+        window by_category as (
+            partition by order_categories_daily.customer_id, order_categories_daily.category
+            order by order_categories_daily.order_date
+        )
+
+    ),
+
+    dropped_intervals as (
+
+        select
+            customer_id,
+            category,
+            order_date + 91 as first_day,
+            least(
+                coalesce(next_date, {{ far_future }}),
+                case when orders_count >= 2 then order_date + 360 else previous_date + 360 end
+            ) as last_day
+        from category_days
+        where orders_count >= 2 or previous_date is not null
+
+    ),
+
+    dropped_points as (
+
+        select
+            dropped_intervals.customer_id,
+            grid_dates.as_of_date,
+            dropped_intervals.category
+        from dropped_intervals
+        inner join grid_dates
+            on grid_dates.as_of_date between dropped_intervals.first_day and dropped_intervals.last_day
+
+    ),
+
+    {% if with_text_columns %}
+
+    dropped_amounts as (
+
+        select
+            dropped_points.customer_id,
+            dropped_points.as_of_date,
+            dropped_points.category,
+            sum(order_categories_daily.amount) as prior_amount
+        from dropped_points
         inner join order_categories_daily
             on
-                points.customer_id = order_categories_daily.customer_id
-                and order_categories_daily.order_date >= points.as_of_date - 360
-                and order_categories_daily.order_date < points.as_of_date
+                dropped_points.customer_id = order_categories_daily.customer_id
+                and dropped_points.category = order_categories_daily.category
+                and order_categories_daily.order_date >= dropped_points.as_of_date - 360
+                and order_categories_daily.order_date < dropped_points.as_of_date - 90
         group by 1, 2, 3
 
     ),
 
-    -- a category is dropped when bought at least twice in the prior 270 days and not in the last 90
     dropped_categories as (
 
         select
@@ -160,31 +281,45 @@
             as_of_date,
             count(*) as categories_dropped_count,
             (array_agg(category order by prior_amount desc, category))[1] as top_dropped_category
-        from category_windows
-        where prior_orders >= 2 and coalesce(recent_orders, 0) = 0
+        from dropped_amounts
         group by 1, 2
 
     ),
 
+    {% else %}
+
+    dropped_categories as (
+
+        select
+            customer_id,
+            as_of_date,
+            count(*) as categories_dropped_count
+        from dropped_points
+        group by 1, 2
+
+    ),
+
+    {% endif %}
+
     live_subscriptions as (
 
         select
-            points.customer_id,
-            points.as_of_date,
+            subscriptions.customer_id,
+            grid_dates.as_of_date,
             subscriptions.price_monthly,
             subscriptions.renewal_date,
             subscriptions.start_date,
             case when subscriptions.billing_period = 'year' then 12 else 1 end as period_months,
             (
-                extract(year from age(points.as_of_date - 1, subscriptions.start_date)) * 12
-                + extract(month from age(points.as_of_date - 1, subscriptions.start_date))
+                extract(year from age(grid_dates.as_of_date - 1, subscriptions.start_date)) * 12
+                + extract(month from age(grid_dates.as_of_date - 1, subscriptions.start_date))
             ) as elapsed_months
-        from points
-        inner join subscriptions
+        from subscriptions
+        inner join grid_dates
             on
-                points.customer_id = subscriptions.customer_id
-                and subscriptions.started_at < points.as_of_ts
-                and (subscriptions.cancelled_at is null or subscriptions.cancelled_at >= points.as_of_ts)
+                -- started_at < midnight(d), cancelled_at null or >= midnight(d)
+                {{ utc_date('subscriptions.started_at') }} < grid_dates.as_of_date
+                and coalesce({{ utc_date('subscriptions.cancelled_at') }}, {{ far_future }}) >= grid_dates.as_of_date
 
     ),
 
@@ -214,121 +349,211 @@
 
     ),
 
-    charge_windows as (
+    -- the first order after each pre-sales question (it ends "inquiry without order")
+    inquiry_tickets as (
 
         select
-            points.customer_id,
-            points.as_of_date,
-            count(*) filter (
-                where charges.is_late and charges.paid_at >= points.as_of_ts - interval '90 days'
-                and charges.paid_at < points.as_of_ts
-            ) as late_payments_90d,
-            bool_or(
-                charges.first_failed_at >= points.as_of_ts - interval '90 days'
-                and charges.first_failed_at < points.as_of_ts
-                and (charges.recovered_at is null or charges.recovered_at >= points.as_of_ts)
-            ) as payment_failed_unrecovered
-        from points
-        inner join charges
+            tickets.ticket_id,
+            tickets.customer_id,
+            tickets.opened_at,
+            min(orders.ordered_at) as next_order_at
+        from tickets
+        cross join bounds
+        left join orders
             on
-                points.customer_id = charges.customer_id
-                and charges.due_at < points.as_of_ts
-                and charges.due_at >= points.as_of_ts - interval '180 days'
-        group by 1, 2
-
-    ),
-
-    failed_attempts as (
-
-        select
-            points.customer_id,
-            points.as_of_date,
-            count(*) as failed_payments_90d
-        from points
-        inner join payments
-            on
-                points.customer_id = payments.customer_id
-                and payments.status = 'failed'
-                and payments.attempted_at >= points.as_of_ts - interval '90 days'
-                and payments.attempted_at < points.as_of_ts
-        group by 1, 2
-
-    ),
-
-    ticket_windows as (
-
-        select
-            points.customer_id,
-            points.as_of_date,
-            count(*) filter (
-                where tickets.resolved_at is null or tickets.resolved_at >= points.as_of_ts
-            ) as open_tickets,
-            count(*) filter (
-                where (tickets.resolved_at is null or tickets.resolved_at >= points.as_of_ts)
-                and tickets.opened_at < points.as_of_ts - interval '14 days'
-            ) as unresolved_tickets,
-            count(*) filter (
-                where tickets.satisfaction <= 2
-                and tickets.resolved_at >= points.as_of_ts - interval '90 days'
-                and tickets.resolved_at < points.as_of_ts
-            ) as low_satisfaction_90d
-        from points
-        inner join tickets
-            on
-                points.customer_id = tickets.customer_id
-                and tickets.opened_at < points.as_of_ts
-        group by 1, 2
-
-    ),
-
-    -- pre-sales questions of the last 30 days not followed by an order before the as-of date
-    inquiries as (
-
-        select
-            points.customer_id,
-            points.as_of_date,
-            count(*) as inquiries_without_order_30d
-        from points
-        inner join tickets
-            on
-                points.customer_id = tickets.customer_id
-                and tickets.category = 'inquiry'
-                and tickets.opened_at >= points.as_of_ts - interval '30 days'
-                and tickets.opened_at < points.as_of_ts
-        where not exists (
-            select 1
-            from orders
-            where
-                orders.customer_id = tickets.customer_id
+                tickets.customer_id = orders.customer_id
                 and orders.ordered_at > tickets.opened_at
-                and orders.ordered_at < points.as_of_ts
-        )
-        group by 1, 2
+        where
+            tickets.category = 'inquiry'
+            and tickets.opened_at >= {{ utc_midnight('bounds.first_date - 30') }}
+            and tickets.opened_at < {{ utc_midnight('bounds.last_date') }}
+        group by 1, 2, 3
 
     ),
 
-    churn_state as (
+    -- the latest churn episode before d decides whether the customer is churned at d
+    churn_episodes as (
 
         select
-            points.customer_id,
-            points.as_of_date,
-            coalesce(
-                last_churn.churned_at is not null
-                and (last_churn.reactivated_at is null or last_churn.reactivated_at >= points.as_of_ts),
-                false
-            ) as is_churned
-        from points
-        left join lateral (
-            select
-                churn_events.churned_at,
-                churn_events.reactivated_at
-            from churn_events
-            where
-                churn_events.customer_id = points.customer_id
-                and churn_events.churned_at < points.as_of_ts
-            order by churn_events.churned_at desc
-            limit 1
-        ) as last_churn on true
+            customer_id,
+            churned_at,
+            reactivated_at,
+            lead(churned_at) over (partition by customer_id order by churned_at) as next_churned_at
+        from churn_events
+
+    ),
+
+    -- one row per item that counts for every as-of date d in [first_day, last_day]
+    interval_items as (
+
+        -- charges paid late in [d - 90, d), due in [d - 180, d)
+        select
+            customer_id,
+            greatest({{ utc_date('due_at') }}, {{ utc_date('paid_at') }}) + 1 as first_day,
+            least({{ utc_date('paid_at') }} + 90, {{ utc_date('due_at') }} + 180) as last_day,
+            1 as late_payment,
+            0 as failed_payment,
+            0 as unrecovered_charge,
+            0 as open_ticket,
+            0 as unresolved_ticket,
+            0 as low_satisfaction,
+            0 as inquiry,
+            0 as churned
+        from charges
+        where is_late and paid_at is not null
+
+        union all
+
+        -- charges due in [d - 180, d) that first failed in [d - 90, d) and were not paid by d
+        select
+            customer_id,
+            greatest({{ utc_date('due_at') }}, {{ utc_date('first_failed_at') }}) + 1 as first_day,
+            least(
+                {{ utc_date('first_failed_at') }} + 90,
+                {{ utc_date('due_at') }} + 180,
+                coalesce({{ utc_date('recovered_at') }}, {{ far_future }})
+            ) as last_day,
+            0 as late_payment,
+            0 as failed_payment,
+            1 as unrecovered_charge,
+            0 as open_ticket,
+            0 as unresolved_ticket,
+            0 as low_satisfaction,
+            0 as inquiry,
+            0 as churned
+        from charges
+        where first_failed_at is not null
+
+        union all
+
+        -- failed payment attempts in [d - 90, d)
+        select
+            customer_id,
+            {{ utc_date('attempted_at') }} + 1 as first_day,
+            {{ utc_date('attempted_at') }} + 90 as last_day,
+            0 as late_payment,
+            1 as failed_payment,
+            0 as unrecovered_charge,
+            0 as open_ticket,
+            0 as unresolved_ticket,
+            0 as low_satisfaction,
+            0 as inquiry,
+            0 as churned
+        from payments
+        where status = 'failed'
+
+        union all
+
+        -- tickets opened before d and not resolved before d (unresolved: opened before d - 14)
+        select
+            customer_id,
+            {{ utc_date('opened_at') }} + 1 as first_day,
+            coalesce({{ utc_date('resolved_at') }}, {{ far_future }}) as last_day,
+            0 as late_payment,
+            0 as failed_payment,
+            0 as unrecovered_charge,
+            1 as open_ticket,
+            0 as unresolved_ticket,
+            0 as low_satisfaction,
+            0 as inquiry,
+            0 as churned
+        from tickets
+
+        union all
+
+        select
+            customer_id,
+            {{ utc_date('opened_at') }} + 15 as first_day,
+            coalesce({{ utc_date('resolved_at') }}, {{ far_future }}) as last_day,
+            0 as late_payment,
+            0 as failed_payment,
+            0 as unrecovered_charge,
+            0 as open_ticket,
+            1 as unresolved_ticket,
+            0 as low_satisfaction,
+            0 as inquiry,
+            0 as churned
+        from tickets
+
+        union all
+
+        -- tickets opened before d, rated 1-2 and resolved in [d - 90, d)
+        select
+            customer_id,
+            greatest({{ utc_date('opened_at') }}, {{ utc_date('resolved_at') }}) + 1 as first_day,
+            {{ utc_date('resolved_at') }} + 90 as last_day,
+            0 as late_payment,
+            0 as failed_payment,
+            0 as unrecovered_charge,
+            0 as open_ticket,
+            0 as unresolved_ticket,
+            1 as low_satisfaction,
+            0 as inquiry,
+            0 as churned
+        from tickets
+        where satisfaction <= 2 and resolved_at is not null
+
+        union all
+
+        -- pre-sales questions opened in [d - 30, d) with no order after them before d
+        select
+            customer_id,
+            {{ utc_date('opened_at') }} + 1 as first_day,
+            least(
+                {{ utc_date('opened_at') }} + 30,
+                coalesce({{ utc_date('next_order_at') }}, {{ far_future }})
+            ) as last_day,
+            0 as late_payment,
+            0 as failed_payment,
+            0 as unrecovered_charge,
+            0 as open_ticket,
+            0 as unresolved_ticket,
+            0 as low_satisfaction,
+            1 as inquiry,
+            0 as churned
+        from inquiry_tickets
+
+        union all
+
+        -- churned before d (latest episode before d) and not reactivated before d
+        select
+            customer_id,
+            {{ utc_date('churned_at') }} + 1 as first_day,
+            least(
+                coalesce({{ utc_date('reactivated_at') }}, {{ far_future }}),
+                coalesce({{ utc_date('next_churned_at') }}, {{ far_future }})
+            ) as last_day,
+            0 as late_payment,
+            0 as failed_payment,
+            0 as unrecovered_charge,
+            0 as open_ticket,
+            0 as unresolved_ticket,
+            0 as low_satisfaction,
+            0 as inquiry,
+            1 as churned
+        from churn_episodes
+
+    ),
+
+    item_counts as (
+
+        select
+            interval_items.customer_id,
+            grid_dates.as_of_date,
+            sum(interval_items.late_payment) as late_payments_90d,
+            sum(interval_items.failed_payment) as failed_payments_90d,
+            sum(interval_items.unrecovered_charge) > 0 as payment_failed_unrecovered,
+            sum(interval_items.open_ticket) as open_tickets,
+            sum(interval_items.unresolved_ticket) as unresolved_tickets,
+            sum(interval_items.low_satisfaction) as low_satisfaction_90d,
+            sum(interval_items.inquiry) as inquiries_without_order_30d,
+            sum(interval_items.churned) > 0 as is_churned
+        from interval_items
+        cross join bounds
+        inner join grid_dates
+            on grid_dates.as_of_date between interval_items.first_day and interval_items.last_day
+        where interval_items.last_day >= bounds.first_date and interval_items.first_day <= bounds.last_date
+        group by 1, 2
 
     ),
 
@@ -337,18 +562,16 @@
     error_codes as (
 
         select
-            points.customer_id,
-            points.as_of_date,
+            usage_daily.customer_id,
+            grid_dates.as_of_date,
             string_agg(distinct codes.error_code, ',' order by codes.error_code) as recent_error_codes
-        from points
-        -- not the usage_daily CTE: a second reference would make Postgres materialise it
-        inner join {{ ref('int_usage_daily') }} as usage_codes
+        from usage_daily
+        inner join grid_dates
             on
-                points.customer_id = usage_codes.customer_id
-                and usage_codes.event_date >= points.as_of_date - 30
-                and usage_codes.event_date < points.as_of_date
-                and usage_codes.error_events_count > 0
-        cross join lateral unnest(usage_codes.error_codes) as codes (error_code)
+                usage_daily.event_date >= grid_dates.as_of_date - 30
+                and usage_daily.event_date < grid_dates.as_of_date
+        cross join lateral unnest(usage_daily.error_codes) as codes (error_code)
+        where usage_daily.error_events_count > 0
         group by 1, 2
 
     ),
@@ -358,73 +581,61 @@
     features as (
 
         select
-            points.customer_id,
-            points.as_of_date,
-            cast(points.as_of_date - {{ utc_date('customers.signup_at') }} as integer) as tenure_days,
+            activity.customer_id,
+            activity.as_of_date,
+            cast(activity.as_of_date - {{ utc_date('customers.signup_at') }} as integer) as tenure_days,
             subscription_state.customer_id is not null as is_subscriber,
             cast(subscription_state.plan_price_monthly as numeric(12, 2)) as plan_price_monthly,
-            cast(subscription_state.next_renewal_date - points.as_of_date as integer) as days_to_renewal,
-            cast(points.as_of_date - order_windows.last_order_date as integer) as recency_days,
-            cast(coalesce(order_windows.orders_365d, 0) as integer) as frequency_orders_365d,
-            cast(coalesce(order_windows.amount_365d, 0) as numeric(14, 2)) as monetary_365d,
+            cast(subscription_state.next_renewal_date - activity.as_of_date as integer) as days_to_renewal,
+            cast(activity.as_of_date - activity.last_order_date as integer) as recency_days,
+            cast(coalesce(activity.orders_365d, 0) as integer) as frequency_orders_365d,
+            cast(coalesce(activity.amount_365d, 0) as numeric(14, 2)) as monetary_365d,
             cast(
-                order_windows.discount_365d
-                / nullif(order_windows.amount_365d + order_windows.discount_365d, 0) as numeric(6, 4)
+                activity.discount_365d
+                / nullif(activity.amount_365d + activity.discount_365d, 0) as numeric(6, 4)
             ) as discount_share_365d,
-            cast(coalesce(usage_windows.usage_events_30d, 0) as integer) as usage_events_30d,
-            cast(coalesce(usage_windows.usage_events_prior_90d, 0) / 3.0 as numeric(12, 2))
+            cast(coalesce(activity.usage_events_30d, 0) as integer) as usage_events_30d,
+            cast(coalesce(activity.usage_events_prior_90d, 0) / 3.0 as numeric(12, 2))
                 as usage_events_prior_90d_per30,
             cast(
-                100.0 * (coalesce(usage_windows.usage_events_30d, 0) - usage_windows.usage_events_prior_90d / 3.0)
-                / nullif(usage_windows.usage_events_prior_90d / 3.0, 0) as numeric(12, 2)
+                100.0 * (coalesce(activity.usage_events_30d, 0) - activity.usage_events_prior_90d / 3.0)
+                / nullif(activity.usage_events_prior_90d / 3.0, 0) as numeric(12, 2)
             ) as usage_trend_pct,
-            cast(coalesce(order_windows.orders_90d, 0) as integer) as orders_90d,
-            cast(coalesce(order_windows.orders_prior_270d, 0) / 3.0 as numeric(12, 2)) as orders_prior_270d_per90,
+            cast(coalesce(activity.orders_90d, 0) as integer) as orders_90d,
+            cast(coalesce(activity.orders_prior_270d, 0) / 3.0 as numeric(12, 2)) as orders_prior_270d_per90,
             cast(
-                100.0 * (order_windows.orders_prior_270d / 3.0 - coalesce(order_windows.orders_90d, 0))
-                / nullif(order_windows.orders_prior_270d / 3.0, 0) as numeric(12, 2)
+                100.0 * (activity.orders_prior_270d / 3.0 - coalesce(activity.orders_90d, 0))
+                / nullif(activity.orders_prior_270d / 3.0, 0) as numeric(12, 2)
             ) as purchase_freq_drop_pct,
             cast(coalesce(dropped_categories.categories_dropped_count, 0) as integer) as categories_dropped_count,
-            cast(coalesce(inquiries.inquiries_without_order_30d, 0) as integer) as inquiries_without_order_30d,
-            cast(coalesce(charge_windows.late_payments_90d, 0) as integer) as late_payments_90d,
-            cast(coalesce(failed_attempts.failed_payments_90d, 0) as integer) as failed_payments_90d,
-            coalesce(charge_windows.payment_failed_unrecovered, false) as payment_failed_unrecovered,
-            cast(coalesce(ticket_windows.open_tickets, 0) as integer) as open_tickets,
-            cast(coalesce(ticket_windows.unresolved_tickets, 0) as integer) as unresolved_tickets,
-            cast(coalesce(ticket_windows.low_satisfaction_90d, 0) as integer) as low_satisfaction_90d,
-            cast(coalesce(usage_windows.error_events_30d, 0) as integer) as error_events_30d,
-            churn_state.is_churned
+            cast(coalesce(item_counts.inquiries_without_order_30d, 0) as integer) as inquiries_without_order_30d,
+            cast(coalesce(item_counts.late_payments_90d, 0) as integer) as late_payments_90d,
+            cast(coalesce(item_counts.failed_payments_90d, 0) as integer) as failed_payments_90d,
+            coalesce(item_counts.payment_failed_unrecovered, false) as payment_failed_unrecovered,
+            cast(coalesce(item_counts.open_tickets, 0) as integer) as open_tickets,
+            cast(coalesce(item_counts.unresolved_tickets, 0) as integer) as unresolved_tickets,
+            cast(coalesce(item_counts.low_satisfaction_90d, 0) as integer) as low_satisfaction_90d,
+            cast(coalesce(activity.error_events_30d, 0) as integer) as error_events_30d,
+            coalesce(item_counts.is_churned, false) as is_churned
             {%- if with_text_columns %},
                 dropped_categories.top_dropped_category,
                 error_codes.recent_error_codes
             {%- endif %}
-        from points
-        inner join customers on points.customer_id = customers.customer_id
-        left join usage_windows
-            on points.customer_id = usage_windows.customer_id and points.as_of_date = usage_windows.as_of_date
-        left join order_windows
-            on points.customer_id = order_windows.customer_id and points.as_of_date = order_windows.as_of_date
+        from activity
+        inner join customers on activity.customer_id = customers.customer_id
         left join dropped_categories
             on
-                points.customer_id = dropped_categories.customer_id
-                and points.as_of_date = dropped_categories.as_of_date
+                activity.customer_id = dropped_categories.customer_id
+                and activity.as_of_date = dropped_categories.as_of_date
         left join subscription_state
             on
-                points.customer_id = subscription_state.customer_id
-                and points.as_of_date = subscription_state.as_of_date
-        left join charge_windows
-            on points.customer_id = charge_windows.customer_id and points.as_of_date = charge_windows.as_of_date
-        left join failed_attempts
-            on points.customer_id = failed_attempts.customer_id and points.as_of_date = failed_attempts.as_of_date
-        left join ticket_windows
-            on points.customer_id = ticket_windows.customer_id and points.as_of_date = ticket_windows.as_of_date
-        left join inquiries
-            on points.customer_id = inquiries.customer_id and points.as_of_date = inquiries.as_of_date
-        left join churn_state
-            on points.customer_id = churn_state.customer_id and points.as_of_date = churn_state.as_of_date
+                activity.customer_id = subscription_state.customer_id
+                and activity.as_of_date = subscription_state.as_of_date
+        left join item_counts
+            on activity.customer_id = item_counts.customer_id and activity.as_of_date = item_counts.as_of_date
         {%- if with_text_columns %}
             left join error_codes
-                on points.customer_id = error_codes.customer_id and points.as_of_date = error_codes.as_of_date
+                on activity.customer_id = error_codes.customer_id and activity.as_of_date = error_codes.as_of_date
         {%- endif %}
 
     )
@@ -435,9 +646,9 @@
 
 {#-
     Pre-hook of the customer feature marts: more sort/hash memory for this model's transaction
-    only (var customer_features_work_mem, default 256MB). With the server default of 4MB the
-    per-window aggregates and the sorts of the final joins spill to disk.
+    only (var customer_features_work_mem, default 1GB): the window stream of points and daily
+    rows is sorted once; with the server default it would spill to disk.
 -#}
 {% macro customer_features_work_mem() -%}
-    set local work_mem = '{{ var("customer_features_work_mem", "256MB") }}'
+    set local work_mem = '{{ var("customer_features_work_mem", "1GB") }}'
 {%- endmacro %}

@@ -17,7 +17,7 @@ Targets: full build of 1M customers (~50M usage events) in 10 minutes, one day i
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import tempfile
 import time
 import uuid
@@ -52,6 +52,7 @@ _DAY_COLUMNS: dict[str, str] = {
 class DbtRun:
     seconds: float
     nodes: list[tuple[str, str, float]] = field(default_factory=list)  # (unique_id, status, seconds)
+    load: tuple[float, float, float] = (0.0, 0.0, 0.0)  # load average (1, 5, 15 min) when it ended
 
     def slowest(self, k: int = 8) -> list[tuple[str, str, float]]:
         return sorted(self.nodes, key=lambda n: -n[2])[:k]
@@ -163,7 +164,7 @@ def _dbt(args: list[str], url: str, as_of: date, target: Path) -> DbtRun:
     seconds = time.perf_counter() - started
     results = json.loads((target / "run_results.json").read_text())
     nodes = [(r["unique_id"], r["status"], float(r.get("execution_time") or 0.0)) for r in results["results"]]
-    return DbtRun(seconds=seconds, nodes=nodes)
+    return DbtRun(seconds=seconds, nodes=nodes, load=os.getloadavg())
 
 
 def _manifest_facts(target: Path) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -201,8 +202,27 @@ def _row_counts(conn: psycopg.Connection, raw: str) -> dict[str, int]:
     return out
 
 
-def bench_size(customers: int, work: Path) -> SizeResult:
+def cached_company(customers: int) -> tuple[Path, float]:
+    """The generated company of this size: reused from .state/bench-cache when already generated.
+
+    Keyed by (customers, seed, end date, generator version), so a generator change regenerates.
+    Returns the folder and the generation time (0 when reused from the cache).
+    """
     from retention.generator import generate
+    from retention.generator.api import GENERATOR_VERSION
+    from retention.settings import get_settings
+
+    key = f"company_{customers}_seed{SEED}_{END_DATE.isoformat()}_gen{GENERATOR_VERSION}"
+    folder = Path(get_settings().state_dir) / "bench-cache" / key
+    if (folder / "ground_truth" / "manifest.json").exists():  # generate() swaps the folder in whole
+        return folder, 0.0
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    generate(folder, customers=customers, seed=SEED, end_date=END_DATE)
+    return folder, time.perf_counter() - started
+
+
+def bench_size(customers: int, work: Path) -> SizeResult:
     from retention.loader import load_directory
     from retention.settings import get_settings
 
@@ -212,16 +232,12 @@ def bench_size(customers: int, work: Path) -> SizeResult:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     url = _with_db(admin, name)
-    data = work / f"company_{customers}"
     target = work / f"target_{customers}"
     try:
-        started = time.perf_counter()
-        generate(data, customers=customers, seed=SEED, end_date=END_DATE)
-        generate_s = time.perf_counter() - started
+        data, generate_s = cached_company(customers)
         started = time.perf_counter()
         load_directory(data, url=url)
         load_s = time.perf_counter() - started
-        shutil.rmtree(data, ignore_errors=True)
         last_day = END_DATE - timedelta(days=1)
         with psycopg.connect(url) as conn:
             rows = _row_counts(conn, raw)
@@ -238,7 +254,6 @@ def bench_size(customers: int, work: Path) -> SizeResult:
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def _short(uid: str) -> str:
@@ -268,6 +283,16 @@ def _markdown(results: list[SizeResult], quick: bool) -> str:
             f"| {r.customers:,} | {r.rows['usage_events']:,} | {r.rows['orders']:,} | {r.generate_s:.0f} | "
             f"{r.load_s:.0f} | {r.full.seconds:.0f} | {r.held_rows:,} | {r.day.seconds:.0f} |"
         )
+    out += [
+        "",
+        "Machine load (shared with other work; load average 1/5/15 min at the end of each build): "
+        + "; ".join(
+            f"{r.customers:,}: full {'/'.join(f'{x:.1f}' for x in r.full.load)}, "
+            f"one day {'/'.join(f'{x:.1f}' for x in r.day.load)}"
+            for r in results
+        )
+        + ". A load above 2 on 2 cores means the build shared the CPUs: times are then pessimistic.",
+    ]
     for r in results:
         out += ["", f"Slowest nodes, {r.customers:,} customers (seconds; full build / one day):", ""]
         out += ["| node | full | one day |", "|---|---:|---:|"]

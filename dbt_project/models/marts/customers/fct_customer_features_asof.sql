@@ -81,25 +81,21 @@ spine as (
 
 features as (
 
-    {{ customer_features('spine') }}
+    {{ customer_features('spine', grid='pending_grid') }}
 
 ),
 
-labels as (
+-- a churn dated c is in the label window [as_of_date, as_of_date + N) of the grid dates in (c - N, c]
+churned_windows as (
 
-    select
-        spine.customer_id,
-        spine.as_of_date,
-        spine.as_of_date + {{ churn_horizon_days() }} <= {{ as_of_date() }} as label_known,
-        exists(
-            select 1
-            from churn_events
-            where
-                churn_events.customer_id = spine.customer_id
-                and churn_events.churn_date >= spine.as_of_date
-                and churn_events.churn_date < spine.as_of_date + {{ churn_horizon_days() }}
-        ) as churned_in_window
-    from spine
+    select distinct
+        churn_events.customer_id,
+        pending_grid.as_of_date
+    from churn_events
+    inner join pending_grid
+        on
+            churn_events.churn_date - {{ churn_horizon_days() }} < pending_grid.as_of_date
+            and churn_events.churn_date >= pending_grid.as_of_date
 
 ),
 
@@ -107,11 +103,14 @@ final as (
 
     select
         features.*,
-        case when labels.label_known then labels.churned_in_window end as churned_within_horizon,
-        labels.label_known
+        case
+            when features.as_of_date + {{ churn_horizon_days() }} <= {{ as_of_date() }}
+                then churned_windows.customer_id is not null
+        end as churned_within_horizon,
+        features.as_of_date + {{ churn_horizon_days() }} <= {{ as_of_date() }} as label_known
     from features
-    inner join labels
-        on features.customer_id = labels.customer_id and features.as_of_date = labels.as_of_date
+    left join churned_windows
+        on features.customer_id = churned_windows.customer_id and features.as_of_date = churned_windows.as_of_date
 
 )
 

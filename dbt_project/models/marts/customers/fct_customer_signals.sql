@@ -28,9 +28,15 @@ spine as (
 
 ),
 
+grid as (
+
+    select {{ as_of_date() }} as as_of_date
+
+),
+
 features as (
 
-    {{ customer_features('spine', with_text_columns=true) }}
+    {{ customer_features('spine', grid='grid', with_text_columns=true) }}
 
 ),
 

@@ -116,16 +116,16 @@ churns as (
         on unique_episodes.subscription_id = subscriptions.subscription_id
     where
         unique_episodes.episode_rank = 1
-    {% if is_incremental() %}
-        and (
-            unique_episodes.churned_at >= {{ lifecycle_cutoff() }} - interval '{{ recompute_days }} days'
-            or not exists (
-                select 1
-                from {{ this }} as known_events
-                where known_events.churn_event_id = unique_episodes.churn_event_id
+        {% if is_incremental() %}
+            and (
+                unique_episodes.churned_at >= {{ lifecycle_cutoff() }} - interval '{{ recompute_days }} days'
+                or not exists (
+                    select 1
+                    from {{ this }} as known_events
+                    where known_events.churn_event_id = unique_episodes.churn_event_id
+                )
             )
-        )
-    {% endif %}
+        {% endif %}
 
 ),
 
