@@ -146,7 +146,7 @@ def run(quick: bool) -> str:
         "Outreach planning (`retention.outreach.planner.plan_day`): every campaign's audience, the central "
         "guardrails (email, consent, suppressions, holdouts, already sent, frequency cap, one a day, "
         "quiet hours), the decision log (COPY) and the enqueue into ops.outbox (delivery's "
-        "`outbox.enqueue`), in one transaction, over synthetic warehouse tables (scratch database; setup "
+        "`outbox.enqueue_frame`), in one transaction, over synthetic warehouse tables (scratch database; setup "
         f"{setup_s:.0f} s not counted). `decide + log` is everything but the enqueue.{target}\n\n"
         + "\n".join(rows)
         + f"\n\nPhases of the first plan (wall clock): {phases}. Enqueued with: {first.enqueued_with}. "

@@ -337,8 +337,8 @@ def _mark_sending(
     conn.execute(
         f"""insert into {ops}.send_journal
             (batch_id, batch_key, planned_on, mode, outbox_keys, n_messages, request_hash, min_send_at,
-             status, file_path)
-            values (%s, %s, %s, %s, %s, %s, %s, %s, 'sending', %s)""",
+             status, file_path, last_attempt_at)
+            values (%s, %s, %s, %s, %s, %s, %s, %s, 'sending', %s, now())""",
         (batch_id, batch_key, planned_on, mode, keys, len(keys), request_hash, min_send_at, file_path),
     )
     cur = conn.execute(
@@ -802,8 +802,13 @@ class _Sender:
         self.result.batch_ids.append(batch_id)
         before = transport.calls["mail_send"]
 
+        attempts = 0
+
         def attempt() -> str | None:
-            _touch_attempt(self.conn, batch_id)  # the grace period counts from the last attempt
+            nonlocal attempts
+            if attempts:  # the grace period counts from the last attempt (the first: _mark_sending)
+                _touch_attempt(self.conn, batch_id)
+            attempts += 1
             return transport.send(body)
 
         try:
