@@ -746,3 +746,44 @@ def test_fake_validates_every_body_in_the_background_when_asked() -> None:
         report = fake.validation_report()
     assert report.bodies == 2 and report.personalizations == 2
     assert len(report.invalid) == 1 and "5 is not of type 'string'" in report.invalid[0][0]
+
+
+def test_asm_group_on_marketing_and_unsubscribe_bypass_on_transactional(
+    fast: list[float], use_db: str, sg: FakeSendGrid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retention.settings import get_settings
+
+    marketing = _msg(1)
+    transactional = _msg(2, template="dunning_update_card", category="transactional", campaign="dunning",
+                         step="dunning-1", context={"failed_since": "2026-11-20"})  # fmt: skip
+    _enqueue(use_db, [marketing, transactional])
+    monkeypatch.setenv("RETENTION_SENDGRID_ASM_GROUP", "4242")
+    get_settings.cache_clear()
+    assert _send(use_db, sg, fast).sent == 2
+    by_key = {a.outbox_key: a.body for a in sg.delivered()}
+    assert by_key[marketing.key]["asm"] == {"group_id": 4242} and "mail_settings" not in by_key[marketing.key]
+    assert by_key[transactional.key]["mail_settings"] == {"bypass_unsubscribe_management": {"enable": True}}
+    assert "asm" not in by_key[transactional.key]
+    assert sg.invalid == []  # both bodies validate against PostMailSend
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("-3", "must be a SendGrid unsubscribe group id"), ("x", "ASM")]
+)
+def test_bad_asm_group_is_a_clear_error(
+    fast: list[float],
+    use_db: str,
+    sg: FakeSendGrid,
+    monkeypatch: pytest.MonkeyPatch,
+    value: str,
+    message: str,
+) -> None:
+    from retention.settings import SettingsError, get_settings
+
+    _enqueue(use_db, [_msg(1)])
+    monkeypatch.setenv("RETENTION_SENDGRID_ASM_GROUP", value)
+    get_settings.cache_clear()
+    with pytest.raises((outbox.DeliveryError, SettingsError), match=message):
+        _send(use_db, sg, fast)
+    assert _states(use_db) == {_msg(1).key: "pending"}
+    assert sg.mail_sends() == []

@@ -283,6 +283,14 @@ _SETTINGS: list[Setting] = [
         "int",
     ),
     Setting(
+        "sendgrid_asm_group_id",
+        "RETENTION_SENDGRID_ASM_GROUP",
+        "0",
+        "SendGrid unsubscribe group (ASM) of marketing mail; 0: none. Transactional mail (dunning) "
+        "bypasses only the global unsubscribe list.",
+        "int",
+    ),
+    Setting(
         "sendgrid_max_retries",
         "RETENTION_SENDGRID_MAX_RETRIES",
         "6",

@@ -487,7 +487,7 @@ def build_body(req: _Request, batch_id: str, now: datetime) -> dict[str, Any]:
         if (m.send_at - now).total_seconds() > IMMEDIATE_WITHIN_S:
             p["send_at"] = int(m.send_at.timestamp())
         personalizations.append(p)
-    return {
+    body: dict[str, Any] = {
         "personalizations": personalizations,
         "from": {"email": s.sender_email, "name": s.sender_name},
         "subject": subject,
@@ -496,6 +496,18 @@ def build_body(req: _Request, batch_id: str, now: datetime) -> dict[str, Any]:
         "batch_id": batch_id,
         "tracking_settings": {"subscription_tracking": {"enable": False}},
     }
+    if req.category == "marketing" and s.sendgrid_asm_group_id:
+        if s.sendgrid_asm_group_id < 0:
+            raise DeliveryError(
+                f"setting RETENTION_SENDGRID_ASM_GROUP={s.sendgrid_asm_group_id} must be a SendGrid "
+                "unsubscribe group id (> 0) or 0 for none"
+            )
+        body["asm"] = {"group_id": s.sendgrid_asm_group_id}
+    elif req.category == "transactional":
+        # dunning reaches customers on the global unsubscribe list (bounces and spam reports still
+        # stop it at SendGrid, as they do here)
+        body["mail_settings"] = {"bypass_unsubscribe_management": {"enable": True}}
+    return body
 
 
 def _request_hash(body: dict[str, Any]) -> str:
