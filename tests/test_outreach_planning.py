@@ -861,3 +861,15 @@ def test_outcomes_are_the_shared_vocabulary(wh: str) -> None:
         add_score(conn, "a", "price")
     result = plan(wh)
     assert set(result.outcome_counts) <= set(OUTCOMES)
+
+
+def test_outbox_frame_rejects_a_step_campaigns_yml_does_not_define() -> None:
+    import pandas as pd
+
+    from retention.outreach.campaigns import load_campaigns
+    from retention.outreach.planner import PlanError, _outbox_frame
+
+    df = pd.DataFrame({"campaign_id": ["dunning"], "step": ["no-such-step"], "customer_id": ["c1"],
+                       "score": [1.0], "email": ["a@example.com"], "cycle": [""]})  # fmt: skip
+    with pytest.raises(PlanError, match="dunning/no-such-step"):
+        _outbox_frame(df, load_campaigns(), 1000)
