@@ -22,7 +22,7 @@ Logic lives in `retention.pipeline`; this file only wires it.
 
 from __future__ import annotations
 
-from airflow.sdk import Asset, dag, task
+from airflow.sdk import Asset, TriggerRule, dag, task
 from cosmos import DbtTaskGroup
 
 from retention import pipeline
@@ -81,7 +81,8 @@ def customer_lifecycle_daily() -> None:
     def send_batch(batch_key: str, ds: str | None = None) -> str:
         return pipeline.send_batch(batch_key, ds)
 
-    @task
+    # runs when the fan-out was empty (a rerun of a day already sent skips send_batch), not after a failure
+    @task(trigger_rule=TriggerRule.NONE_FAILED)
     def team_digests(ds: str | None = None) -> dict:
         return pipeline.team_digests(ds)
 

@@ -75,6 +75,7 @@ for path in sorted((ROOT / "dags").glob("*.py")):
             "n_tasks": len(tasks),
             "catchup": value.catchup,
             "cycle_free": _acyclic(value),
+            "trigger_rules": {t.task_id: getattr(t.trigger_rule, "value", t.trigger_rule) for t in tasks},
         }
     report[path.name] = {"seconds": seconds, "cpu_seconds": cpu_seconds, "error": errors, "dags": dags}
 

@@ -74,3 +74,11 @@ def test_owner_tags_retries_docs_and_no_cycles(probe: dict) -> None:
 def test_daily_dag_runs_dbt_through_cosmos(probe: dict) -> None:
     daily = probe["files"]["customer_lifecycle_daily.py"]["dags"]["customer_lifecycle_daily"]
     assert daily["n_tasks"] > 8, "the dbt task group should render one task per model"
+
+
+def test_team_digests_run_after_an_empty_fan_out_but_not_after_a_failure(probe: dict) -> None:
+    rules = probe["files"]["customer_lifecycle_daily.py"]["dags"]["customer_lifecycle_daily"]["trigger_rules"]
+    # a rerun of a day already sent expands send_batch over nothing (skipped): digests still go out;
+    # a failed gate leaves send_batch upstream_failed, and none_failed propagates that
+    assert rules["team_digests"] == "none_failed"
+    assert rules["send_batch"] == "all_success"
