@@ -114,9 +114,9 @@ churns as (
     from unique_episodes
     left join subscriptions
         on unique_episodes.subscription_id = subscriptions.subscription_id
-    where
-        unique_episodes.episode_rank = 1
-        {% if is_incremental() %}
+    {% if is_incremental() %}
+        where
+            unique_episodes.episode_rank = 1
             and (
                 unique_episodes.churned_at >= {{ lifecycle_cutoff() }} - interval '{{ recompute_days }} days'
                 or not exists (
@@ -125,7 +125,9 @@ churns as (
                     where known_events.churn_event_id = unique_episodes.churn_event_id
                 )
             )
-        {% endif %}
+    {% else %}
+        where unique_episodes.episode_rank = 1
+    {% endif %}
 
 ),
 
