@@ -187,16 +187,10 @@ def _manifest_facts(target: Path) -> tuple[dict[str, str], dict[str, list[str]]]
 
 
 def _row_counts(conn: psycopg.Connection, raw: str) -> dict[str, int]:
+    from retention.contract import load_contract
+
     out: dict[str, int] = {}
-    for table in (
-        "customers",
-        "subscriptions",
-        "orders",
-        "order_lines",
-        "payments",
-        "usage_events",
-        "support_tickets",
-    ):
+    for table in load_contract():
         row = conn.execute(sql.SQL("select count(*) from {}").format(sql.Identifier(raw, table))).fetchone()
         out[table] = int(row[0]) if row else 0
     return out
