@@ -173,9 +173,20 @@ def template_files(name: str, templates_dir: Path = TEMPLATES_DIR) -> dict[str, 
 
 def template_variables(name: str, templates_dir: Path = TEMPLATES_DIR) -> set[str]:
     """Variables a template reads (all three parts and what they include/extend), for the planner."""
+    asts, _ = _parsed_files(name, templates_dir)
+    out: set[str] = set()
+    for ast in asts:
+        out |= jinja2.meta.find_undeclared_variables(ast)
+    return out - set(AUTO_VARIABLES)
+
+
+def _parsed_files(name: str, templates_dir: Path) -> tuple[list[jinja2.nodes.Template], bool]:
+    """Every file of a template (three parts and what they include/extend), parsed once each, and
+    whether any include's name is computed at render time (those cannot be followed)."""
     env = environment(templates_dir)
     seen: set[str] = set()
-    out: set[str] = set()
+    asts: list[jinja2.nodes.Template] = []
+    dynamic = False
     todo = list(template_files(name).values())
     while todo:
         file = todo.pop()
@@ -183,13 +194,16 @@ def template_variables(name: str, templates_dir: Path = TEMPLATES_DIR) -> set[st
             continue
         seen.add(file)
         try:
-            source = env.loader.get_source(env, file)[0]  # type: ignore[union-attr]
-            ast = env.parse(source)
+            ast = env.parse(env.loader.get_source(env, file)[0])  # type: ignore[union-attr]
         except jinja2.TemplateError as exc:
             raise RenderError(f"template {name!r} ({file}): {exc}") from None
-        out |= jinja2.meta.find_undeclared_variables(ast)
-        todo.extend(t for t in jinja2.meta.find_referenced_templates(ast) if t)
-    return out - set(AUTO_VARIABLES)
+        asts.append(ast)
+        for ref in jinja2.meta.find_referenced_templates(ast):
+            if ref is None:
+                dynamic = True
+            else:
+                todo.append(ref)
+    return asts, dynamic
 
 
 #: variables every template gets from delivery (not from PlannedMessage.context); ``offer_code``
@@ -387,27 +401,16 @@ def _url_only_printed(ast: jinja2.nodes.Template) -> bool:
 
 def _references(name: str, templates_dir: Path) -> tuple[frozenset[str], bool] | None:
     """(variables read, unsubscribe URL only printed) over the three parts and what they include."""
-    env = environment(templates_dir)
-    seen: set[str] = set()
+    try:
+        asts, dynamic = _parsed_files(name, templates_dir)
+    except (RenderError, OSError):
+        return None  # the real rendering reports it
+    if dynamic:
+        return None
     out: set[str] = set()
-    url_printed = True
-    todo = list(template_files(name).values())
-    while todo:
-        file = todo.pop()
-        if file in seen:
-            continue
-        seen.add(file)
-        try:
-            ast = env.parse(env.loader.get_source(env, file)[0])  # type: ignore[union-attr]
-        except (jinja2.TemplateError, OSError):
-            return None  # the real rendering reports it
+    for ast in asts:
         out |= jinja2.meta.find_undeclared_variables(ast)
-        url_printed = url_printed and _url_only_printed(ast)
-        for ref in jinja2.meta.find_referenced_templates(ast):
-            if ref is None:
-                return None
-            todo.append(ref)
-    return frozenset(out), url_printed
+    return frozenset(out), all(_url_only_printed(ast) for ast in asts)
 
 
 @dataclass
