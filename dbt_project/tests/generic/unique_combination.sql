@@ -1,11 +1,6 @@
 {#- Fails with every combination of `columns` that occurs more than once (dbt_utils-like, no hub packages). -#}
 {% test unique_combination(model, columns) %}
 
-    select
-        {{ columns | join(', ') }},
-        count(*) as occurrences
-    from {{ model }}
-    group by {{ columns | join(', ') }}
-    having count(*) > 1
+    {{ unique_combination_sql(model, columns) }}
 
 {% endtest %}
