@@ -1,7 +1,7 @@
 {{
     config(
         post_hook=[
-            "{{ ensure_index(['customer_id', 'order_date']) }}",
+            "{{ ensure_index(['customer_id', 'order_date'], unique=true, nulls_distinct=false) }}",
             "analyze {{ this }}"
         ]
     )
