@@ -30,7 +30,10 @@ charges as (
 final as (
 
     select
-        md5(customer_id || '|' || coalesce(subscription_id, '') || '|' || cast(due_at as text)) as charge_id,
+        -- md5 of the group-by key's record text: unique because the key is (a group by), and the
+        -- record text is unambiguous (quoted fields, null distinct from '') and independent of
+        -- the session time zone (epoch); never null. So the id needs no uniqueness scan.
+        md5(cast(row(customer_id, subscription_id, extract(epoch from due_at)) as text)) as charge_id,
         customer_id,
         subscription_id,
         due_at,
