@@ -33,19 +33,19 @@ usage_events as (
 
 {% if is_incremental() %}
 
-    watermark as (
-
-        select coalesce(max(last_loaded_at), '-infinity') - interval '1 day' as loaded_after
-        from {{ this }}
-
-    ),
-
+    -- the watermark as a scalar subquery: one value, compared inside the scan (a cross join with
+    -- a watermark CTE computed every column of the view for every event before filtering)
     new_events as (
 
-        select usage_events.*
+        select
+            customer_id,
+            _loaded_at
         from usage_events
-        cross join watermark
-        where usage_events._loaded_at > watermark.loaded_after
+        where
+            _loaded_at > (
+                select coalesce(max(last_loaded_at), '-infinity') - interval '1 day'
+                from {{ this }}
+            )
 
     ),
 
@@ -53,7 +53,10 @@ usage_events as (
 
     new_events as (
 
-        select * from usage_events
+        select
+            customer_id,
+            _loaded_at
+        from usage_events
 
     ),
 
