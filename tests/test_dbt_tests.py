@@ -249,8 +249,8 @@ def test_orphan_usage_events_of_a_later_load_are_reported(clone: str, tmp_path: 
         r for name, r in found.items() if name.startswith("relationships_int_usage_customers_customer_id")
     ]
     assert orphans["status"] == "warn" and orphans["failures"] == 1, orphans
-    assert fetch(clone, "select customer_id from analytics.int_usage_customers order by 1") == [
-        ("c1",),
-        ("c2",),
-        ("ghost",),
-    ]
+    query = "select customer_id, last_loaded_at from analytics.int_usage_customers order by 1"
+    incremental = fetch(clone, query)
+    assert [r[0] for r in incremental] == ["c1", "c2", "ghost"]
+    dbt(["run", "--full-refresh", "--select", "int_usage_customers"], clone, tmp_path)
+    assert fetch(clone, query) == incremental, "incremental run differs from a full refresh"
