@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from retention.contract import load_contract
 from retention.loader import LoadError, ensure_raw_tables, load_directory, main
 
 pytestmark = pytest.mark.integration
@@ -196,6 +197,23 @@ def test_ensure_raw_tables_is_idempotent(fresh_db):
         ensure_raw_tables(conn, "raw")
         conn.commit()
     assert set(counts(fresh_db)) >= {"customers", "orders", "subscriptions", "usage_events", "email_events"}
+
+
+def test_every_raw_table_has_a_brin_index_on_loaded_at(fresh_db):
+    with psycopg.connect(fresh_db) as conn:
+        ensure_raw_tables(conn, "raw")
+        conn.execute("drop index raw.orders__loaded_at_brin")
+        ensure_raw_tables(conn, "raw")  # puts the missing one back, leaves the others
+        conn.commit()
+        rows = conn.execute(
+            "select t.relname, am.amname, pg_get_indexdef(i.indexrelid) from pg_index as i "
+            "join pg_class as t on t.oid = i.indrelid join pg_class as c on c.oid = i.indexrelid "
+            "join pg_am as am on am.oid = c.relam join pg_namespace as n on n.oid = t.relnamespace "
+            "where n.nspname = 'raw' and c.relname like '%%__loaded_at_brin'"
+        ).fetchall()
+    tables = set(load_contract())
+    assert {r[0] for r in rows} == tables and len(rows) == len(tables)
+    assert all(r[1] == "brin" and "(_loaded_at)" in r[2] for r in rows)
 
 
 def test_cli_prints_counts_and_rate(fresh_db, tmp_path, capsys):

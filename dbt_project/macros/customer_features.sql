@@ -8,6 +8,11 @@
     grid: a relation or CTE name with the distinct as_of_date values of spine (a few rows); by
         default computed from spine.
     with_text_columns: also compute top_dropped_category and recent_error_codes (signals only).
+    single_date: a SQL date expression (a literal) when spine holds that one as-of date only (the
+        signals): the usage and order windows are then plain filtered aggregates per customer, no
+        window stream (same results: the frames below and the filters name the same days).
+    restrict_to_spine: read the daily usage / order / category rows of the spine's customers only
+        (a semi-join): for the incremental runs, whose spine is a few customers' stale rows.
 
     Built for scale (cost ~ customers x as-of dates + events, never their product; no index probe
     per point):
@@ -21,7 +26,7 @@
     Each interval is derived from the same half-open timestamp conditions: x < midnight(d) is
     utc_date(x) < d, x >= midnight(d - n) is utc_date(x) >= d - n.
 -#}
-{% macro customer_features(spine, grid=none, with_text_columns=false) %}
+{% macro customer_features(spine, grid=none, with_text_columns=false, single_date=none, restrict_to_spine=false) %}
 
     {%- set day_zero = "date '2000-01-01'" -%}
     {%- set far_future = "date '9999-12-31'" -%}
@@ -37,18 +42,27 @@
     usage_daily as (
 
         select * from {{ ref('int_usage_daily') }}
+        {%- if restrict_to_spine %}
+            where customer_id in (select spine_customers.customer_id from {{ spine }} as spine_customers)
+        {%- endif %}
 
     ),
 
     orders_daily as (
 
         select * from {{ ref('int_orders_daily') }}
+        {%- if restrict_to_spine %}
+            where customer_id in (select spine_customers.customer_id from {{ spine }} as spine_customers)
+        {%- endif %}
 
     ),
 
     order_categories_daily as (
 
         select * from {{ ref('int_order_categories_daily') }}
+        {%- if restrict_to_spine %}
+            where customer_id in (select spine_customers.customer_id from {{ spine }} as spine_customers)
+        {%- endif %}
 
     ),
 
@@ -115,6 +129,62 @@
         from grid_dates
 
     ),
+
+    {% if single_date is not none %}
+
+    -- one as-of date d: the same day ranges as the window frames below, as filtered sums
+    usage_sums as (
+
+        select
+            customer_id,
+            sum(events_count) filter (where event_date >= {{ single_date }} - 30) as usage_events_30d,
+            sum(events_count) filter (where event_date < {{ single_date }} - 30) as usage_events_prior_90d,
+            sum(error_events_count) filter (where event_date >= {{ single_date }} - 30) as error_events_30d
+        from usage_daily
+        where event_date >= {{ single_date }} - 120 and event_date < {{ single_date }}
+        group by 1
+
+    ),
+
+    order_sums as (
+
+        select
+            customer_id,
+            max(order_date) as last_order_date,
+            sum(orders_count) filter (where order_date >= {{ single_date }} - 365) as orders_365d,
+            sum(amount) filter (where order_date >= {{ single_date }} - 365) as amount_365d,
+            sum(discount_amount) filter (where order_date >= {{ single_date }} - 365) as discount_365d,
+            sum(orders_count) filter (where order_date >= {{ single_date }} - 90) as orders_90d,
+            sum(orders_count) filter (
+                where order_date >= {{ single_date }} - 360 and order_date < {{ single_date }} - 90
+            ) as orders_prior_270d
+        from orders_daily
+        where order_date < {{ single_date }}
+        group by 1
+
+    ),
+
+    activity as (
+
+        select
+            points.customer_id,
+            points.as_of_date,
+            order_sums.last_order_date,
+            usage_sums.usage_events_30d,
+            usage_sums.usage_events_prior_90d,
+            usage_sums.error_events_30d,
+            order_sums.orders_365d,
+            order_sums.amount_365d,
+            order_sums.discount_365d,
+            order_sums.orders_90d,
+            order_sums.orders_prior_270d
+        from points
+        left join usage_sums on points.customer_id = usage_sums.customer_id
+        left join order_sums on points.customer_id = order_sums.customer_id
+
+    ),
+
+    {% else %}
 
     -- points and daily usage / order rows of each customer, one stream ordered by day number
     activity_stream as (
@@ -201,6 +271,8 @@
         where is_point
 
     ),
+
+    {% endif %}
 
     -- categories: a category is dropped at d when bought at least twice in [d - 360, d - 90) and
     -- not in [d - 90, d). For a purchase day L followed by the next purchase day N, L is the last

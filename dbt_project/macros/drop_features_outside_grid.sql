@@ -1,5 +1,5 @@
 {#-
-    Post-hook of fct_customer_features_asof: delete rows whose as_of_date is no longer on the weekly
+    Post-hook of int_customer_features_weekly: delete rows whose as_of_date is no longer on the weekly
     grid (older than var feature_weeks Mondays, or after the current as-of date's Monday), so that an
     incremental run and a full refresh leave the same rows.
 -#}

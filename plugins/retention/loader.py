@@ -61,6 +61,7 @@ REQUIRED_GROUPS: tuple[tuple[str, ...], ...] = (("customers",), ("orders", "subs
 IGNORED_DIRS = frozenset({"ground_truth"})
 BATCH_ROWS = 1 << 19  # parquet rows per batch
 CSV_BLOCK_BYTES = 16 << 20
+LOADED_AT_INDEX_SUFFIX = "__loaded_at_brin"  # BRIN index on _loaded_at of every raw table
 REBUILD_KEY_ROWS = 1_000_000  # first loads at least this big build the primary key after the COPY
 TRUE_VALUES = frozenset({"true", "t", "1", "yes"})
 FALSE_VALUES = frozenset({"false", "f", "0", "no"})
@@ -507,7 +508,10 @@ def validated_batches(ts: TableSource, src: SourceFile) -> Iterator[pa.RecordBat
 def ensure_raw_tables(conn: psycopg.Connection, schema: str | None = None) -> None:
     """Schema raw and every contract table (optional ones too, empty), idempotently.
 
-    Columns added to the contract later are added to existing tables (nullable).
+    Columns added to the contract later are added to existing tables (nullable).  Every table gets
+    a BRIN index on ``_loaded_at`` (a few pages even for 50M rows; rows arrive in load order): the
+    incremental dbt models read "rows loaded since the last run" through it instead of scanning
+    the whole table (autosummarize keeps the newly filled page ranges summarized).
     """
     schema = schema or get_settings().raw_schema
     conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -530,6 +534,22 @@ def ensure_raw_tables(conn: psycopg.Connection, schema: str | None = None) -> No
                         sql.Identifier(schema), sql.Identifier(table.name), sql.Identifier(name)
                     )
                 )
+    indexed = {
+        r[0]
+        for r in conn.execute(
+            "select tablename from pg_indexes where schemaname = %s and indexname = tablename || %s",
+            (schema, LOADED_AT_INDEX_SUFFIX),
+        )
+    }
+    for table in load_contract().values():
+        if table.name not in indexed:  # checked first: create index takes a lock even when it exists
+            conn.execute(
+                sql.SQL("create index {} on {}.{} using brin (_loaded_at) with (autosummarize = on)").format(
+                    sql.Identifier(table.name + LOADED_AT_INDEX_SUFFIX),
+                    sql.Identifier(schema),
+                    sql.Identifier(table.name),
+                )
+            )
 
 
 def _has_rows(conn: psycopg.Connection, schema: str, table: str) -> bool:

@@ -1,5 +1,9 @@
 -- Per customer at the as-of date: order totals, last order / usage / activity and the latest
 -- churn episode (with its reactivation, if any) - all from data before the as-of date.
+-- The as-of instant is a literal, not a one-row CTE: a materialized CTE keeps the scans of
+-- transactions and daily usage (10M and 44M rows at 1M customers) from running in parallel.
+
+{%- set as_of_ts = utc_midnight(as_of_date()) %}
 
 with
 
@@ -33,12 +37,6 @@ churn_events as (
 
 ),
 
-cutoff as (
-
-    select {{ utc_midnight(as_of_date()) }} as as_of_ts
-
-),
-
 revenue as (
 
     select
@@ -47,8 +45,7 @@ revenue as (
         max(transactions.transacted_at) filter (where transactions.revenue_source = 'order') as last_order_at,
         sum(transactions.amount) as total_revenue
     from transactions
-    cross join cutoff
-    where transactions.transacted_at < cutoff.as_of_ts
+    where transactions.transacted_at < {{ as_of_ts }}
     group by 1
 
 ),
@@ -59,8 +56,7 @@ usage as (
         usage_daily.customer_id,
         max(usage_daily.last_occurred_at) as last_usage_at
     from usage_daily
-    cross join cutoff
-    where usage_daily.last_occurred_at < cutoff.as_of_ts
+    where usage_daily.last_occurred_at < {{ as_of_ts }}
     group by 1
 
 ),
@@ -71,8 +67,7 @@ subscription_starts as (
         subscriptions.customer_id,
         max(subscriptions.started_at) as last_subscription_start_at
     from subscriptions
-    cross join cutoff
-    where subscriptions.started_at < cutoff.as_of_ts
+    where subscriptions.started_at < {{ as_of_ts }}
     group by 1
 
 ),
@@ -85,8 +80,7 @@ last_churn as (
         churn_events.churn_type,
         churn_events.reactivated_at
     from churn_events
-    cross join cutoff
-    where churn_events.churned_at < cutoff.as_of_ts
+    where churn_events.churned_at < {{ as_of_ts }}
     order by 1 asc, 2 desc
 
 ),
@@ -105,14 +99,13 @@ final as (
         ) as last_activity_at,
         last_churn.churned_at as last_churned_at,
         last_churn.churn_type as last_churn_type,
-        case when last_churn.reactivated_at < cutoff.as_of_ts then last_churn.reactivated_at end as reactivated_at
+        case when last_churn.reactivated_at < {{ as_of_ts }} then last_churn.reactivated_at end as reactivated_at
     from customers
-    cross join cutoff
     left join revenue on customers.customer_id = revenue.customer_id
     left join usage on customers.customer_id = usage.customer_id
     left join subscription_starts on customers.customer_id = subscription_starts.customer_id
     left join last_churn on customers.customer_id = last_churn.customer_id
-    where customers.signup_at < cutoff.as_of_ts
+    where customers.signup_at < {{ as_of_ts }}
 
 )
 

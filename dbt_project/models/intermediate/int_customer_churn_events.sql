@@ -15,7 +15,16 @@
     180 days churns at last order + 180 days (`lapsed`) unless a subscription was live then or
     a subscription was cancelled inside that gap (that episode is already counted). The first
     order or subscription start after a churn reactivates the customer.
+
+    Built for scale (5M orders): the as-of instant is a literal (a one-row CTE was materialized
+    and hid it from the planner); the known orders and subscriptions are `not materialized`, so
+    each reader scans them with the table's statistics; the first order after a purchase-run
+    churn is the run's next order, known from the order sequence, so only subscription churns
+    are joined to later orders (joining all churns, a union without statistics, to all restarts
+    was estimated at billions of rows and merge-joined 5.6M sorted rows).
 -#}
+
+{%- set as_of_ts = utc_midnight(as_of_date()) %}
 
 with
 
@@ -31,30 +40,21 @@ orders as (
 
 ),
 
-cutoff as (
+known_subscriptions as not materialized (
 
-    select
-        {{ utc_midnight(as_of_date()) }} as as_of_ts
-
-),
-
-known_subscriptions as (
-
-    select subscriptions.*
+    select *
     from subscriptions
-    cross join cutoff
-    where subscriptions.started_at < cutoff.as_of_ts
+    where started_at < {{ as_of_ts }}
 
 ),
 
-known_orders as (
+known_orders as not materialized (
 
     select
-        orders.customer_id,
-        orders.ordered_at
+        customer_id,
+        ordered_at
     from orders
-    cross join cutoff
-    where orders.ordered_at < cutoff.as_of_ts
+    where ordered_at < {{ as_of_ts }}
 
 ),
 
@@ -66,9 +66,8 @@ subscription_churns as (
         ended.cancelled_at as churned_at,
         case when ended.is_involuntary then 'involuntary' else 'voluntary' end as churn_type
     from known_subscriptions as ended
-    cross join cutoff
     where
-        ended.cancelled_at < cutoff.as_of_ts
+        ended.cancelled_at < {{ as_of_ts }}
         and not exists (
             select 1
             from known_subscriptions as other
@@ -96,6 +95,7 @@ lapse_candidates as (
     select
         customer_id,
         ordered_at,
+        next_ordered_at,
         ordered_at + interval '180 days' as churned_at
     from order_sequence
     where next_ordered_at is null or next_ordered_at > ordered_at + interval '180 days'
@@ -108,11 +108,11 @@ lapse_churns as (
         lapse_candidates.customer_id,
         cast(null as text) as subscription_id,
         lapse_candidates.churned_at,
-        'lapsed' as churn_type
+        'lapsed' as churn_type,
+        lapse_candidates.next_ordered_at
     from lapse_candidates
-    cross join cutoff
     where
-        lapse_candidates.churned_at < cutoff.as_of_ts
+        lapse_candidates.churned_at < {{ as_of_ts }}
         and not exists (
             select 1
             from known_subscriptions
@@ -125,14 +125,6 @@ lapse_churns as (
                     or known_subscriptions.cancelled_at > lapse_candidates.ordered_at
                 )
         )
-
-),
-
-all_churns as (
-
-    select * from subscription_churns
-    union all
-    select * from lapse_churns
 
 ),
 
@@ -150,20 +142,47 @@ restarts as (
 
 ),
 
-with_reactivation as (
+subscription_reactivations as (
 
     select
-        all_churns.customer_id,
-        all_churns.subscription_id,
-        all_churns.churned_at,
-        all_churns.churn_type,
+        subscription_churns.customer_id,
+        subscription_churns.subscription_id,
+        subscription_churns.churned_at,
+        subscription_churns.churn_type,
         min(restarts.restarted_at) as reactivated_at
-    from all_churns
+    from subscription_churns
     left join restarts
         on
-            all_churns.customer_id = restarts.customer_id
-            and all_churns.churned_at < restarts.restarted_at
+            subscription_churns.customer_id = restarts.customer_id
+            and subscription_churns.churned_at < restarts.restarted_at
     group by 1, 2, 3, 4
+
+),
+
+-- a purchase-run churn ends at the run's next order (after the churn by definition) or at an
+-- earlier subscription start
+lapse_reactivations as (
+
+    select
+        lapse_churns.customer_id,
+        lapse_churns.subscription_id,
+        lapse_churns.churned_at,
+        lapse_churns.churn_type,
+        least(min(known_subscriptions.started_at), min(lapse_churns.next_ordered_at)) as reactivated_at
+    from lapse_churns
+    left join known_subscriptions
+        on
+            lapse_churns.customer_id = known_subscriptions.customer_id
+            and lapse_churns.churned_at < known_subscriptions.started_at
+    group by 1, 2, 3, 4
+
+),
+
+with_reactivation as (
+
+    select * from subscription_reactivations
+    union all
+    select * from lapse_reactivations
 
 ),
 

@@ -5,7 +5,8 @@
         incremental_strategy='delete+insert',
         on_schema_change='fail',
         post_hook=[
-            "{{ ensure_index(['customer_id', 'event_date']) }}",
+            "{{ ensure_not_null(['customer_id', 'event_date']) }}",
+            "{{ ensure_index(['customer_id', 'event_date'], unique=true) }}",
             "analyze {{ this }}"
         ]
     )

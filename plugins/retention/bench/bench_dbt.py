@@ -290,9 +290,25 @@ def _markdown(results: list[SizeResult], quick: bool) -> str:
     for r in results:
         out += ["", f"Slowest nodes, {r.customers:,} customers (seconds; full build / one day):", ""]
         out += ["| node | full | one day |", "|---|---:|---:|"]
+        full_times = {uid: s for uid, _, s in r.full.nodes}
         day_times = {uid: s for uid, _, s in r.day.nodes}
-        for uid, _status, seconds in r.full.slowest(10):
-            out.append(f"| {_short(uid)} | {seconds:.1f} | {day_times.get(uid, 0.0):.1f} |")
+        slowest = [uid for uid, _, _ in r.full.slowest(12)]
+        slowest += [uid for uid, _, _ in r.day.slowest(6) if uid not in slowest]
+        for uid in slowest:
+            out.append(f"| {_short(uid)} | {full_times.get(uid, 0.0):.1f} | {day_times.get(uid, 0.0):.1f} |")
+        for label, run in (("full build", r.full), ("one day", r.day)):
+            by_kind: dict[str, float] = {}
+            for uid, _, seconds in run.nodes:
+                kind = uid.split(".", 1)[0]
+                by_kind[kind] = by_kind.get(kind, 0.0) + seconds
+            out.append(
+                f"\nNode seconds by kind, {label}: "
+                + ", ".join(
+                    f"{kind} {seconds:.0f}"
+                    for kind, seconds in sorted(by_kind.items(), key=lambda kv: -kv[1])
+                )
+                + f" (sum over 2 threads; wall clock {run.seconds:.0f} s)."
+            )
     if results:
         last = results[-1]
         inc = sorted(n for n, m in last.materializations.items() if m == "incremental")
@@ -300,7 +316,8 @@ def _markdown(results: list[SizeResult], quick: bool) -> str:
         views = sorted(n for n, m in last.materializations.items() if m == "view")
         out += [
             "",
-            f"Materialisations: incremental {', '.join(inc) or '-'}; views {len(views)} (staging); "
+            f"Materialisations: incremental {', '.join(inc) or '-'}; views {len(views)} "
+            f"({', '.join(v for v in views if not v.startswith('stg_')) or 'staging only'} and the staging views); "
             f"tables {len(tables)}; snapshots "
             + ", ".join(sorted(n for n, m in last.materializations.items() if m == "snapshot")),
             "",

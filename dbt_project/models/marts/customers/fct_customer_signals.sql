@@ -36,7 +36,7 @@ grid as (
 
 features as (
 
-    {{ customer_features('spine', grid='grid', with_text_columns=true) }}
+    {{ customer_features('spine', grid='grid', with_text_columns=true, single_date=as_of_date()) }}
 
 ),
 
