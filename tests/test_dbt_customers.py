@@ -632,3 +632,65 @@ def test_incremental_usage_starts_from_an_empty_table(fresh_db: str, tmp_path: P
     write_rows(fresh_db, later.rows)
     run_dbt(args, url=fresh_db)
     assert fetch(fresh_db, "select count(*), sum(events_count) from analytics.int_usage_daily") == [(5, 5)]
+
+
+def test_incremental_usage_new_days_late_events_and_redeliveries(fresh_db: str, tmp_path: Path) -> None:
+    """int_usage_daily with no load margin: a day first seen is aggregated from the new events only,
+    a day already counted (late event, re-delivered event) from all its events; equal to a full refresh."""
+    from retention.dbt_runner import run_dbt
+
+    d1, d2, d3 = date(2026, 2, 1), date(2026, 2, 2), date(2026, 2, 3)
+    c = Company()
+    c.customer("a", date(2026, 1, 1))
+    c.customer("b", date(2026, 1, 1))
+    c.usage("a", d1)
+    c.usage("a", d2, hour=8)
+    c.usage("a", d2, hour=9)  # event 3: re-delivered below as an error
+    c.usage("b", d1)
+    write_rows(fresh_db, c.rows)
+    args = ["run", "--select", "+int_usage_daily", "--target-path", str(tmp_path)]
+    no_margin = ["--vars", "{usage_load_margin_minutes: 0}"]
+    run_dbt([*args, *no_margin], url=fresh_db)
+
+    later = Company(event_id=100)
+    later.usage("a", d3)  # a new day: only new events
+    later.usage("a", d3, "error", "E-7")
+    later.usage("b", d1, hour=20)  # late event for a day already counted
+    write_rows(fresh_db, later.rows)
+    with psycopg.connect(fresh_db) as conn:  # what the loader does with a re-delivered row
+        conn.execute(
+            "update raw.usage_events set event_type = 'error', error_code = 'E-9', _loaded_at = now() "
+            "where event_id = '3'"
+        )
+    run_dbt([*args, *no_margin], url=fresh_db)
+    query = (
+        "select customer_id, event_date, events_count, error_events_count, error_codes "
+        "from analytics.int_usage_daily order by 1, 2"
+    )
+    incremental = fetch(fresh_db, query)
+    assert incremental == [
+        ("a", d1, 1, 0, []),
+        ("a", d2, 2, 1, ["E-9"]),
+        ("a", d3, 2, 1, ["E-7"]),
+        ("b", d1, 2, 0, []),
+    ]
+    run_dbt([*args, "--full-refresh"], url=fresh_db)
+    assert fetch(fresh_db, query) == incremental
+
+
+def test_negative_load_margin_is_refused(fresh_db: str, tmp_path: Path) -> None:
+    from retention.dbt_runner import DbtError, run_dbt
+
+    with pytest.raises(DbtError, match="usage_load_margin_minutes"):
+        run_dbt(
+            [
+                "compile",
+                "--select",
+                "int_usage_daily",
+                "--target-path",
+                str(tmp_path),
+                "--vars",
+                "{usage_load_margin_minutes: -5}",
+            ],
+            url=fresh_db,
+        )

@@ -11,8 +11,9 @@
     single_date: a SQL date expression (a literal) when spine holds that one as-of date only (the
         signals): the usage and order windows are then plain filtered aggregates per customer, no
         window stream (same results: the frames below and the filters name the same days).
-    restrict_to_spine: read the daily usage / order / category rows of the spine's customers only
-        (a semi-join): for the incremental runs, whose spine is a few customers' stale rows.
+    restrict_to_spine: read every input (customers, daily usage / orders / categories, orders,
+        subscriptions, charges, payments, tickets, churn episodes) of the spine's customers only (a
+        semi-join): for the incremental runs, whose spine is a few customers' stale rows.
 
     Built for scale (cost ~ customers x as-of dates + events, never their product; no index probe
     per point):
@@ -29,6 +30,11 @@
 {% macro customer_features(spine, grid=none, with_text_columns=false, single_date=none, restrict_to_spine=false) %}
 
     {%- set day_zero = "date '2000-01-01'" -%}
+    {%- set spine_filter -%}
+        {%- if restrict_to_spine %}
+        where customer_id in (select spine_customers.customer_id from {{ spine }} as spine_customers)
+        {%- endif -%}
+    {%- endset -%}
     {%- set far_future = "date '9999-12-31'" -%}
 
     with
@@ -36,69 +42,70 @@
     customers as (
 
         select * from {{ ref('stg_raw__customers') }}
+        {{- spine_filter }}
 
     ),
 
     usage_daily as (
 
         select * from {{ ref('int_usage_daily') }}
-        {%- if restrict_to_spine %}
-            where customer_id in (select spine_customers.customer_id from {{ spine }} as spine_customers)
-        {%- endif %}
+        {{- spine_filter }}
 
     ),
 
     orders_daily as (
 
         select * from {{ ref('int_orders_daily') }}
-        {%- if restrict_to_spine %}
-            where customer_id in (select spine_customers.customer_id from {{ spine }} as spine_customers)
-        {%- endif %}
+        {{- spine_filter }}
 
     ),
 
     order_categories_daily as (
 
         select * from {{ ref('int_order_categories_daily') }}
-        {%- if restrict_to_spine %}
-            where customer_id in (select spine_customers.customer_id from {{ spine }} as spine_customers)
-        {%- endif %}
+        {{- spine_filter }}
 
     ),
 
     orders as (
 
         select * from {{ ref('stg_raw__orders') }}
+        {{- spine_filter }}
 
     ),
 
     subscriptions as (
 
         select * from {{ ref('int_subscription_periods') }}
+        {{- spine_filter }}
 
     ),
 
     charges as (
 
         select * from {{ ref('int_payment_charges') }}
+        {{- spine_filter }}
 
     ),
 
     payments as (
 
         select * from {{ ref('stg_raw__payments') }}
+        {{- spine_filter }}
 
     ),
 
     tickets as (
 
         select * from {{ ref('stg_raw__support_tickets') }}
+        {{- spine_filter }}
 
     ),
 
     churn_events as (
 
         select * from {{ ref('int_customer_churn_events') }}
+        {{- spine_filter }}
 
     ),
 

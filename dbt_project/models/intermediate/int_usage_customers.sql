@@ -18,7 +18,8 @@
     (relationships test in _intermediate__models.yml) compares about a million ids instead of
     probing 50 million events.
     Incremental: a run reads only the events loaded after the newest `_loaded_at` it has seen
-    (minus a day, for a load that committed after a newer one) - a filter, no join or sort of the
+    (minus var usage_load_margin_minutes, default 10, for a load that committed after a newer
+    one; see int_usage_daily) - a filter, no join or sort of the
     event table - and replaces those customers' rows. The raw loader never deletes a row (a
     re-delivery replaces rows by key), so an id once seen stays seen; --full-refresh rebuilds it.
 -#}
@@ -43,7 +44,9 @@ usage_events as (
         from usage_events
         where
             _loaded_at > (
-                select coalesce(max(last_loaded_at), '-infinity') - interval '1 day'
+                select
+                    coalesce(max(last_loaded_at), '-infinity')
+                    - interval '1 minute' * {{ positive_int_var('usage_load_margin_minutes', 10, allow_zero=true) }}
                 from {{ this }}
             )
 

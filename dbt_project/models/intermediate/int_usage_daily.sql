@@ -14,12 +14,20 @@
 
 {#-
     Product usage per customer and UTC day: the only place the event table is scanned.
-    Incremental: a run re-aggregates only the (customer, day) pairs that received rows loaded
-    after the newest `_loaded_at` already processed, plus every day inside the lookback window
-    (var usage_lookback_days, default 3) as a guard against clock skew between loads. Those
-    pairs are re-aggregated from ALL their events and replace the old rows (delete+insert),
-    so late-arriving events give the same table as a full refresh.
+    Incremental: a run reads the events loaded since the newest `_loaded_at` already processed,
+    minus a margin (var usage_load_margin_minutes, default 10: a load whose transaction began
+    before the previous run but committed after it is still seen; loads are serialized by the
+    loader's lock, so the skew is the time a load takes to reach it). Through the BRIN index on
+    `_loaded_at` that is a read of the newest pages only, not of the 50M-row table.
+    - A (customer, day) pair not in the table yet gets its aggregate from those new events alone:
+      every older event of it would have been aggregated already (the daily case: yesterday's
+      events are all new pairs; no other event is read).
+    - A pair already in the table (a late event for a day already counted, a re-delivered
+      event, a re-read inside the margin) is re-aggregated from ALL its events.
+    Both replace their rows (delete+insert), so the table equals a full refresh (tested).
 -#}
+
+{%- set load_margin_minutes = positive_int_var('usage_load_margin_minutes', 10, allow_zero=true) %}
 
 with
 
@@ -31,40 +39,72 @@ usage_events as (
 
 {% if is_incremental() %}
 
-    watermark as (
+    new_events as (
 
-        select
-            max(max_loaded_at) as max_loaded_at,
-            max(event_date) as max_event_date
-        from {{ this }}
+        select *
+        from usage_events
+        -- a scalar subquery (an init plan): the BRIN index on _loaded_at serves the filter;
+        -- an empty table (no usage data yet at the first run) has no watermark: take everything
+        where
+            _loaded_at > (
+                select
+                    coalesce(
+                        max(built.max_loaded_at)
+                        - interval '1 minute' * {{ load_margin_minutes }},
+                        '-infinity'
+                    )
+                from {{ this }} as built
+            )
 
     ),
 
-    changed_days as (
+    new_days as (
 
         select distinct
-            usage_events.customer_id,
-            {{ utc_date('usage_events.occurred_at') }} as event_date
-        from usage_events
-        cross join watermark
-        where
-            -- an empty table (no usage data yet at the first run) has no watermark: take everything
-            usage_events._loaded_at > coalesce(watermark.max_loaded_at, '-infinity')
-            or usage_events.occurred_at >= cast(
-                watermark.max_event_date - {{ positive_int_var('usage_lookback_days', 3) }} as timestamp
-            ) at time zone 'utc'
+            customer_id,
+            {{ utc_date('occurred_at') }} as event_date
+        from new_events
+
+    ),
+
+    -- pairs aggregated before: their older events must be counted again (unique index probes)
+    rebuilt_days as (
+
+        select
+            new_days.customer_id,
+            new_days.event_date
+        from new_days
+        where exists (
+            select 1
+            from {{ this }} as built
+            where built.customer_id = new_days.customer_id and built.event_date = new_days.event_date
+        )
 
     ),
 
     scoped_events as (
 
+        select new_events.*
+        from new_events
+        where
+            not exists (
+                select 1
+                from rebuilt_days
+                where
+                    rebuilt_days.customer_id = new_events.customer_id
+                    and rebuilt_days.event_date = {{ utc_date('new_events.occurred_at') }}
+            )
+
+        union all
+
+        -- a hash join on the few rebuilt pairs: when there are none, the events are not scanned
         select usage_events.*
         from usage_events
-        inner join changed_days
+        inner join rebuilt_days
             on
-                usage_events.customer_id = changed_days.customer_id
-                and usage_events.occurred_at >= cast(changed_days.event_date as timestamp) at time zone 'utc'
-                and usage_events.occurred_at < cast(changed_days.event_date + 1 as timestamp) at time zone 'utc'
+                usage_events.customer_id = rebuilt_days.customer_id
+                and usage_events.occurred_at >= {{ utc_midnight('rebuilt_days.event_date') }}
+                and usage_events.occurred_at < {{ utc_midnight('rebuilt_days.event_date + 1') }}
 
     ),
 
