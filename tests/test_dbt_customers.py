@@ -674,6 +674,9 @@ def test_incremental_usage_new_days_late_events_and_redeliveries(fresh_db: str, 
         ("a", d3, 2, 1, ["E-7"]),
         ("b", d1, 2, 0, []),
     ]
+    # a margin re-reads the newest load: its days are then re-aggregated from all their events
+    run_dbt([*args, "--vars", "{usage_load_margin_minutes: 60}"], url=fresh_db)
+    assert fetch(fresh_db, query) == incremental
     run_dbt([*args, "--full-refresh"], url=fresh_db)
     assert fetch(fresh_db, query) == incremental
 

@@ -989,6 +989,10 @@ def load_directory(path: str | Path, url: str | None = None) -> LoadReport:
     contract_order = list(load_contract())
     loads: list[TableLoad] = []
     with connect(url) as conn:
+        # the lock first: the transaction's now(), every row's _loaded_at, is then the moment it
+        # queued for the lock, so loads commit in _loaded_at order and the incremental models'
+        # "loaded after the newest _loaded_at already processed" misses no committed load
+        conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
         conn.execute("set local synchronous_commit = off")
         conn.execute("set local timezone = 'UTC'")
         conn.execute("set local temp_buffers = '256MB'")  # staging tables of re-deliveries stay in memory

@@ -18,8 +18,8 @@
     (relationships test in _intermediate__models.yml) compares about a million ids instead of
     probing 50 million events.
     Incremental: a run reads only the events loaded after the newest `_loaded_at` it has seen
-    (minus var usage_load_margin_minutes, default 10, for a load that committed after a newer
-    one; see int_usage_daily) - a filter, no join or sort of the
+    (minus var usage_load_margin_minutes, default 0, for writers that commit out of order; see
+    int_usage_daily) - a filter, no join or sort of the
     event table - and replaces those customers' rows. The raw loader never deletes a row (a
     re-delivery replaces rows by key), so an id once seen stays seen; --full-refresh rebuilds it.
 -#}
@@ -46,7 +46,7 @@ usage_events as (
             _loaded_at > (
                 select
                     coalesce(max(last_loaded_at), '-infinity')
-                    - interval '1 minute' * {{ positive_int_var('usage_load_margin_minutes', 10, allow_zero=true) }}
+                    - interval '1 minute' * {{ positive_int_var('usage_load_margin_minutes', 0, allow_zero=true) }}
                 from {{ this }}
             )
 

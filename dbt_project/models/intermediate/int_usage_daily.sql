@@ -7,6 +7,7 @@
         post_hook=[
             "{{ ensure_not_null(['customer_id', 'event_date']) }}",
             "{{ ensure_index(['customer_id', 'event_date'], unique=true) }}",
+            "{{ ensure_index(['max_loaded_at']) }}",
             "analyze {{ this }}"
         ]
     )
@@ -14,11 +15,13 @@
 
 {#-
     Product usage per customer and UTC day: the only place the event table is scanned.
-    Incremental: a run reads the events loaded since the newest `_loaded_at` already processed,
-    minus a margin (var usage_load_margin_minutes, default 10: a load whose transaction began
-    before the previous run but committed after it is still seen; loads are serialized by the
-    loader's lock, so the skew is the time a load takes to reach it). Through the BRIN index on
-    `_loaded_at` that is a read of the newest pages only, not of the 50M-row table.
+    Incremental: a run reads the events loaded after the newest `_loaded_at` already processed.
+    The raw loader serializes loads with a lock taken as the first statement of its transaction,
+    whose start time is every row's `_loaded_at`, so loads commit in `_loaded_at` order and none
+    is skipped. Other writers of the event table may commit out of order: var
+    usage_load_margin_minutes (default 0) re-reads that many minutes before the newest
+    `_loaded_at` (those rows' days are then re-aggregated from all their events). Through the
+    BRIN index on `_loaded_at` this is a read of the newest pages only, not of the 50M-row table.
     - A (customer, day) pair not in the table yet gets its aggregate from those new events alone:
       every older event of it would have been aggregated already (the daily case: yesterday's
       events are all new pairs; no other event is read).
@@ -27,11 +30,13 @@
     Both replace their rows (delete+insert), so the table equals a full refresh (tested).
 -#}
 
-{%- set load_margin_minutes = positive_int_var('usage_load_margin_minutes', 10, allow_zero=true) %}
+{%- set load_margin_minutes = positive_int_var('usage_load_margin_minutes', 0, allow_zero=true) %}
 
 with
 
-usage_events as (
+-- not materialized: read twice by incremental runs (new rows, rebuilt days), each read must keep
+-- its own filter and index (a materialized CTE would copy all 50M events first)
+usage_events as not materialized (
 
     select * from {{ ref('stg_raw__usage_events') }}
 
@@ -43,8 +48,9 @@ usage_events as (
 
         select *
         from usage_events
-        -- a scalar subquery (an init plan): the BRIN index on _loaded_at serves the filter;
-        -- an empty table (no usage data yet at the first run) has no watermark: take everything
+        -- a scalar subquery (an init plan; max() reads the max_loaded_at index): the BRIN index on
+        -- _loaded_at serves the filter; an empty table (no usage data yet at the first run) has no
+        -- watermark: take everything
         where
             _loaded_at > (
                 select
@@ -97,7 +103,8 @@ usage_events as (
 
         union all
 
-        -- a hash join on the few rebuilt pairs: when there are none, the events are not scanned
+        -- all events of the rebuilt pairs: a scan of the event table, so it runs only when there
+        -- are such pairs (an uncorrelated exists is a one-time filter: the daily run skips it)
         select usage_events.*
         from usage_events
         inner join rebuilt_days
@@ -105,6 +112,7 @@ usage_events as (
                 usage_events.customer_id = rebuilt_days.customer_id
                 and usage_events.occurred_at >= {{ utc_midnight('rebuilt_days.event_date') }}
                 and usage_events.occurred_at < {{ utc_midnight('rebuilt_days.event_date + 1') }}
+        where exists (select any_rebuilt.customer_id from rebuilt_days as any_rebuilt)
 
     ),
 
