@@ -697,3 +697,145 @@ def test_negative_load_margin_is_refused(fresh_db: str, tmp_path: Path) -> None:
             ],
             url=fresh_db,
         )
+
+
+def test_incremental_orders_charges_transactions_late_rows_and_redeliveries(
+    fresh_db: str, tmp_path: Path
+) -> None:
+    """int_orders_daily, int_order_categories_daily, int_payment_charges and int_customer_transactions
+    after a new day, late rows and re-deliveries (each its own load and incremental run): equal to a
+    full refresh, and only the touched keys rewritten (a row's xmin changes only when it is replaced)."""
+    from retention.dbt_runner import run_dbt
+
+    d1, d2 = date(2026, 2, 1), date(2026, 2, 2)
+    models = [
+        "int_orders_daily",
+        "int_order_categories_daily",
+        "int_payment_charges",
+        "int_customer_transactions",
+    ]
+    args = ["run", "--select", *[f"+{m}" for m in models], "--target-path", str(tmp_path)]
+    keys = {
+        "int_orders_daily": "customer_id, order_date",
+        "int_order_categories_daily": "customer_id, order_date, category",
+        "int_payment_charges": "customer_id, subscription_id, due_at",
+        "int_customer_transactions": "transaction_id, revenue_source",
+    }
+
+    def versions() -> dict[str, dict[tuple[Any, ...], str]]:
+        return {
+            m: {r[:-1]: r[-1] for r in fetch(fresh_db, f"select {keys[m]}, xmin::text from analytics.{m}")}
+            for m in models
+        }
+
+    def incremental_run(
+        touched: dict[str, set[tuple[Any, ...]]], removed: dict[str, set[tuple[Any, ...]]] | None = None
+    ) -> None:
+        before = versions()
+        run_dbt(args, url=fresh_db)
+        after = versions()
+        for m in models:
+            rewritten = {k for k, v in after[m].items() if before[m].get(k) != v}
+            assert rewritten == touched.get(m, set()), m
+            assert set(before[m]) - set(after[m]) == (removed or {}).get(m, set()), m
+        incremental = {m: table_rows(fresh_db, m, keys[m]) for m in models}
+        run_dbt([*args, "--full-refresh"], url=fresh_db)
+        for m in models:
+            assert table_rows(fresh_db, m, keys[m]) == incremental[m], m
+
+    c = Company()
+    c.customer("a", date(2026, 1, 1))
+    c.customer("b", date(2026, 1, 1))
+    c.order("a", d1, 30.0, categories=("books", "games"))  # o000001, lines l000002-3, payment p000004
+    c.order("b", d1, 10.0)  # o000005, l000006, payment p000007
+    c.charge("a", "s1", d1, 9.0)  # p000008
+    c.charge("b", "s2", d1, 9.0, outcome=("failed",))  # p000009: retried below
+    write_rows(fresh_db, c.rows)
+    run_dbt(args, url=fresh_db)
+
+    # (a) a new day: only its keys are written
+    new_day = Company(seq=100)
+    new_day.order("a", d2, 20.0)  # o000101, l000102, p000103
+    new_day.charge("a", "s1", d2, 9.0)  # p000104: fails on re-delivery below
+    write_rows(fresh_db, new_day.rows)
+    incremental_run(
+        {
+            "int_orders_daily": {("a", d2)},
+            "int_order_categories_daily": {("a", d2, "books")},
+            "int_payment_charges": {("a", None, ts(d2, 14)), ("a", "s1", ts(d2, 6))},
+            "int_customer_transactions": {("o000101", "order"), ("p000104", "subscription")},
+        }
+    )
+
+    # (b) late rows for a day and a charge already built: a second order of b on d1 (its payment is
+    # a second attempt of b's order-payment charge, whose subscription_id is null) and a late line of
+    # a's first order in a new category (the whole customer-day is rewritten)
+    late = Company(seq=200)
+    late.order("b", d1, 5.0, categories=("toys",))  # o000201, l000202, p000203
+    late.add("order_lines", "l000204", "o000001", "music", 1, Decimal("7.00"), Decimal("0"))
+    write_rows(fresh_db, late.rows)
+    incremental_run(
+        {
+            "int_orders_daily": {("b", d1)},
+            "int_order_categories_daily": {
+                ("a", d1, "books"),
+                ("a", d1, "games"),
+                ("a", d1, "music"),
+                ("b", d1, "books"),
+                ("b", d1, "toys"),
+            },
+            "int_payment_charges": {("b", None, ts(d1, 14))},
+            "int_customer_transactions": {("o000201", "order")},
+        }
+    )
+    assert fetch(
+        fresh_db,
+        "select attempts, amount from analytics.int_payment_charges where customer_id = 'b' and subscription_id is null",
+    ) == [(2, Decimal("10.00"))]
+
+    # (c) a retry of b's failed charge (a load), then re-deliveries (another load, as the loader
+    # writes them): a's first order and its payment with a new amount, a's d2 charge now failed
+    retry = Company(seq=300)
+    retry.add(
+        "payments",
+        "p000301",
+        "b",
+        "s2",
+        ts(d1, 6),
+        ts(d1 + timedelta(days=3), 7),
+        2,
+        Decimal("9.00"),
+        "succeeded",
+        None,
+    )
+    write_rows(fresh_db, retry.rows)
+    with psycopg.connect(fresh_db) as conn:
+        conn.execute("update raw.orders set amount = 40, _loaded_at = now() where order_id = 'o000001'")
+        conn.execute("update raw.payments set amount = 40, _loaded_at = now() where payment_id = 'p000004'")
+        conn.execute(
+            "update raw.payments set status = 'failed', failure_code = 'card_expired', _loaded_at = now() "
+            "where payment_id = 'p000104'"
+        )
+    incremental_run(
+        {
+            "int_orders_daily": {("a", d1)},
+            "int_order_categories_daily": {("a", d1, "books"), ("a", d1, "games"), ("a", d1, "music")},
+            "int_payment_charges": {("a", None, ts(d1, 14)), ("a", "s1", ts(d2, 6)), ("b", "s2", ts(d1, 6))},
+            "int_customer_transactions": {("o000001", "order"), ("p000301", "subscription")},
+        },
+        removed={"int_customer_transactions": {("p000104", "subscription")}},
+    )
+    assert fetch(
+        fresh_db,
+        "select transaction_id, amount from analytics.int_customer_transactions where customer_id = 'a' order by 1",
+    ) == [("o000001", Decimal("40.00")), ("o000101", Decimal("20.00")), ("p000008", Decimal("9.00"))]
+    assert fetch(
+        fresh_db,
+        "select attempts, failed_attempts, recovered_at from analytics.int_payment_charges "
+        "where customer_id = 'b' and subscription_id = 's2'",
+    ) == [(2, 1, ts(d1 + timedelta(days=3), 7))]
+    assert fetch(
+        fresh_db,
+        "select amount from analytics.int_orders_daily where customer_id = 'a' and order_date = %s",
+        (d1,),
+    ) == [(Decimal("40.00"),)]

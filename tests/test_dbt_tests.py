@@ -206,7 +206,8 @@ def test_unique_combination_scans_and_fails_without_the_index(clone: str, tmp_pa
 
     [(index,)] = fetch(
         clone,
-        "select indexrelid::regclass::text from pg_index where indrelid = 'analytics.int_orders_daily'::regclass",
+        "select indexrelid::regclass::text from pg_index "
+        "where indrelid = 'analytics.int_orders_daily'::regclass and indisunique",
     )
     execute(
         clone,
@@ -220,15 +221,16 @@ def test_unique_combination_scans_and_fails_without_the_index(clone: str, tmp_pa
 
 
 def test_unique_index_of_the_build_refuses_repeated_keys_with_nulls(built: tuple[str, list]) -> None:
+    # int_order_categories_daily: the category of its key is nullable (customer_id, order_date are NOT NULL)
     url = built[0]
+    insert = (
+        "insert into analytics.int_order_categories_daily (customer_id, order_date, category) "
+        "values ('c1', '2026-01-01', null)"
+    )
     with psycopg.connect(url) as conn:
-        conn.execute(
-            "insert into analytics.int_orders_daily (customer_id, order_date) values (null, '2026-01-01')"
-        )
-        with pytest.raises(psycopg.errors.UniqueViolation, match="int_orders_daily"):
-            conn.execute(
-                "insert into analytics.int_orders_daily (customer_id, order_date) values (null, '2026-01-01')"
-            )
+        conn.execute(insert)
+        with pytest.raises(psycopg.errors.UniqueViolation, match="int_order_categories_daily"):
+            conn.execute(insert)
         conn.rollback()
 
 
