@@ -115,11 +115,12 @@ order_lines as not materialized (
             touched_days.customer_id,
             touched_days.order_date
         from touched_days
-        where exists (
-            select 1
-            from {{ this }} as built
-            where built.customer_id = touched_days.customer_id and built.order_date = touched_days.order_date
-        )
+        where
+            exists (
+                select 1
+                from {{ this }} as built
+                where built.customer_id = touched_days.customer_id and built.order_date = touched_days.order_date
+            )
 
         union
 
