@@ -61,13 +61,8 @@ order_lines as not materialized (
 
         select *
         from orders
-        -- a scalar subquery (an init plan; max() reads the max_loaded_at index): the BRIN index on
-        -- _loaded_at serves the filter; an empty table has no watermark: take everything
-        where
-            _loaded_at > (
-                select coalesce(max(built.max_loaded_at), '-infinity')
-                from {{ this }} as built
-            )
+        -- the BRIN index on _loaded_at serves the filter (see the macro)
+        where {{ loaded_after_last_run() }}
 
     ),
 
@@ -83,11 +78,7 @@ order_lines as not materialized (
             greatest(order_lines._loaded_at, orders._loaded_at) as loaded_at
         from order_lines
         inner join orders on order_lines.order_id = orders.order_id
-        where
-            order_lines._loaded_at > (
-                select coalesce(max(built.max_loaded_at), '-infinity')
-                from {{ this }} as built
-            )
+        where {{ loaded_after_last_run('order_lines._loaded_at') }}
 
     ),
 

@@ -44,13 +44,8 @@ orders as not materialized (
 
         select *
         from orders
-        -- a scalar subquery (an init plan; max() reads the max_loaded_at index): the BRIN index on
-        -- _loaded_at serves the filter; an empty table has no watermark: take everything
-        where
-            _loaded_at > (
-                select coalesce(max(built.max_loaded_at), '-infinity')
-                from {{ this }} as built
-            )
+        -- the BRIN index on _loaded_at serves the filter (see the macro)
+        where {{ loaded_after_last_run() }}
 
     ),
 

@@ -43,12 +43,10 @@ usage_events as (
             _loaded_at
         from usage_events
         where
-            _loaded_at > (
-                select
-                    coalesce(max(last_loaded_at), '-infinity')
-                    - interval '1 minute' * {{ positive_int_var('usage_load_margin_minutes', 0, allow_zero=true) }}
-                from {{ this }}
-            )
+            {{ loaded_after_last_run(
+                watermark='last_loaded_at',
+                margin_minutes=positive_int_var('usage_load_margin_minutes', 0, allow_zero=true)
+            ) }}
 
     ),
 

@@ -48,19 +48,7 @@ usage_events as not materialized (
 
         select *
         from usage_events
-        -- a scalar subquery (an init plan; max() reads the max_loaded_at index): the BRIN index on
-        -- _loaded_at serves the filter; an empty table (no usage data yet at the first run) has no
-        -- watermark: take everything
-        where
-            _loaded_at > (
-                select
-                    coalesce(
-                        max(built.max_loaded_at)
-                        - interval '1 minute' * {{ load_margin_minutes }},
-                        '-infinity'
-                    )
-                from {{ this }} as built
-            )
+        where {{ loaded_after_last_run(margin_minutes=load_margin_minutes) }}
 
     ),
 
