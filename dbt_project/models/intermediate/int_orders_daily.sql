@@ -23,7 +23,8 @@
       every older order of it would have been aggregated already (the daily case).
     - A pair already in the table (a late order for a day already counted, a re-delivered order
       with a new amount) is re-aggregated from ALL its orders.
-    Both replace their rows (delete+insert), so the table equals a full refresh (tested).
+    Both replace their rows (delete+insert), so the table equals a full refresh (tested). The
+    scoping CTEs come from macro customer_day_scope (shared by int_usage_daily and int_orders_daily).
     Limit: a re-delivered order that moves to another customer or day leaves its old pair's
     aggregate stale (it still counts the order) until --full-refresh, as in int_usage_daily.
 -#}
@@ -40,70 +41,11 @@ orders as not materialized (
 
 {% if is_incremental() %}
 
-    new_orders as (
-
-        select *
-        from orders
-        -- the BRIN index on _loaded_at serves the filter (see the macro)
-        where {{ loaded_after_last_run() }}
-
-    ),
-
-    new_days as (
-
-        select distinct
-            customer_id,
-            {{ utc_date('ordered_at') }} as order_date
-        from new_orders
-
-    ),
-
-    -- pairs aggregated before: their older orders must be counted again (unique index probes)
-    rebuilt_days as (
-
-        select
-            new_days.customer_id,
-            new_days.order_date
-        from new_days
-        where exists (
-            select 1
-            from {{ this }} as built
-            where built.customer_id = new_days.customer_id and built.order_date = new_days.order_date
-        )
-
-    ),
-
-    scoped_orders as (
-
-        select new_orders.*
-        from new_orders
-        where
-            not exists (
-                select 1
-                from rebuilt_days
-                where
-                    rebuilt_days.customer_id = new_orders.customer_id
-                    and rebuilt_days.order_date = {{ utc_date('new_orders.ordered_at') }}
-            )
-
-        union all
-
-        -- all orders of the rebuilt pairs: a scan of the order table, so it runs only when there
-        -- are such pairs (an uncorrelated exists is a one-time filter: the daily run skips it)
-        select orders.*
-        from orders
-        inner join rebuilt_days
-            on
-                orders.customer_id = rebuilt_days.customer_id
-                and orders.ordered_at >= {{ utc_midnight('rebuilt_days.order_date') }}
-                and orders.ordered_at < {{ utc_midnight('rebuilt_days.order_date + 1') }}
-        where exists (select any_rebuilt.customer_id from rebuilt_days as any_rebuilt)
-
-    ),
+    {{ customer_day_scope('orders', 'ordered_at', 'order_date') }},
 
 {% else %}
 
-    scoped_orders as (
+    scoped_rows as (
 
         select * from orders
 
@@ -121,7 +63,7 @@ daily as (
         sum(discount_amount) as discount_amount,
         max(ordered_at) as last_ordered_at,
         max(_loaded_at) as max_loaded_at
-    from scoped_orders
+    from scoped_rows
     group by 1, 2
 
 ),

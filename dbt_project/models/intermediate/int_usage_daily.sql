@@ -27,7 +27,8 @@
       events are all new pairs; no other event is read).
     - A pair already in the table (a late event for a day already counted, a re-delivered
       event, a re-read inside the margin) is re-aggregated from ALL its events.
-    Both replace their rows (delete+insert), so the table equals a full refresh (tested).
+    Both replace their rows (delete+insert), so the table equals a full refresh (tested). The
+    scoping CTEs come from macro customer_day_scope (shared by int_usage_daily and int_orders_daily).
 -#}
 
 {%- set load_margin_minutes = positive_int_var('usage_load_margin_minutes', 0, allow_zero=true) %}
@@ -44,69 +45,11 @@ usage_events as not materialized (
 
 {% if is_incremental() %}
 
-    new_events as (
-
-        select *
-        from usage_events
-        where {{ loaded_after_last_run(margin_minutes=load_margin_minutes) }}
-
-    ),
-
-    new_days as (
-
-        select distinct
-            customer_id,
-            {{ utc_date('occurred_at') }} as event_date
-        from new_events
-
-    ),
-
-    -- pairs aggregated before: their older events must be counted again (unique index probes)
-    rebuilt_days as (
-
-        select
-            new_days.customer_id,
-            new_days.event_date
-        from new_days
-        where exists (
-            select 1
-            from {{ this }} as built
-            where built.customer_id = new_days.customer_id and built.event_date = new_days.event_date
-        )
-
-    ),
-
-    scoped_events as (
-
-        select new_events.*
-        from new_events
-        where
-            not exists (
-                select 1
-                from rebuilt_days
-                where
-                    rebuilt_days.customer_id = new_events.customer_id
-                    and rebuilt_days.event_date = {{ utc_date('new_events.occurred_at') }}
-            )
-
-        union all
-
-        -- all events of the rebuilt pairs: a scan of the event table, so it runs only when there
-        -- are such pairs (an uncorrelated exists is a one-time filter: the daily run skips it)
-        select usage_events.*
-        from usage_events
-        inner join rebuilt_days
-            on
-                usage_events.customer_id = rebuilt_days.customer_id
-                and usage_events.occurred_at >= {{ utc_midnight('rebuilt_days.event_date') }}
-                and usage_events.occurred_at < {{ utc_midnight('rebuilt_days.event_date + 1') }}
-        where exists (select any_rebuilt.customer_id from rebuilt_days as any_rebuilt)
-
-    ),
+    {{ customer_day_scope('usage_events', 'occurred_at', 'event_date', margin_minutes=load_margin_minutes) }},
 
 {% else %}
 
-    scoped_events as (
+    scoped_rows as (
 
         select * from usage_events
 
@@ -125,7 +68,7 @@ daily as (
         filter (where event_type = 'error' and error_code is not null) as error_codes,
         max(occurred_at) as last_occurred_at,
         max(_loaded_at) as max_loaded_at
-    from scoped_events
+    from scoped_rows
     group by 1, 2
 
 ),
