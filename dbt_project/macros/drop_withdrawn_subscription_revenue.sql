@@ -7,14 +7,11 @@
     table's unique index).
 -#}
 {% macro drop_withdrawn_subscription_revenue() -%}
-    delete from {{ this }} as built
+    delete from {{ this }} as transactions
     using {{ ref('stg_raw__payments') }} as payments
     where
-        payments._loaded_at > (
-            select coalesce(max(watermark.max_loaded_at), '-infinity')
-            from {{ this }} as watermark
-        )
+        {{ loaded_after_last_run('payments._loaded_at') }}
         and not (payments.status = 'succeeded' and payments.subscription_id is not null)
-        and built.transaction_id = payments.payment_id
-        and built.revenue_source = 'subscription'
+        and transactions.transaction_id = payments.payment_id
+        and transactions.revenue_source = 'subscription'
 {%- endmacro %}

@@ -996,7 +996,7 @@ def load_directory(path: str | Path, url: str | None = None) -> LoadReport:
         conn.execute("set local synchronous_commit = off")
         conn.execute("set local timezone = 'UTC'")
         conn.execute("set local temp_buffers = '256MB'")  # staging tables of re-deliveries stay in memory
-        ensure_raw_tables(conn, schema)  # also takes the loader's lock for this transaction
+        ensure_raw_tables(conn, schema)  # its own take of the lock is a no-op here (already held)
         _check_required(conn, found, schema, folder)
         for name in sorted(found, key=contract_order.index):
             loads.append(_load_table(conn, found[name], schema))

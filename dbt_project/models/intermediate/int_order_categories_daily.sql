@@ -55,6 +55,22 @@ order_lines as not materialized (
 
 ),
 
+-- every order line with its order's customer and UTC day (inlined into each read below)
+lines as not materialized (
+
+    select
+        orders.customer_id,
+        order_lines.category,
+        order_lines.order_id,
+        order_lines.amount,
+        {{ utc_date('orders.ordered_at') }} as order_date,
+        order_lines._loaded_at as line_loaded_at,
+        greatest(order_lines._loaded_at, orders._loaded_at) as loaded_at
+    from order_lines
+    inner join orders on order_lines.order_id = orders.order_id
+
+),
+
 {% if is_incremental() %}
 
     new_orders as (
@@ -69,16 +85,9 @@ order_lines as not materialized (
     -- new lines with their order (old or new: primary key probes)
     new_lines as (
 
-        select
-            orders.customer_id,
-            order_lines.category,
-            order_lines.order_id,
-            order_lines.amount,
-            {{ utc_date('orders.ordered_at') }} as order_date,
-            greatest(order_lines._loaded_at, orders._loaded_at) as loaded_at
-        from order_lines
-        inner join orders on order_lines.order_id = orders.order_id
-        where {{ loaded_after_last_run('order_lines._loaded_at') }}
+        select *
+        from lines
+        where {{ loaded_after_last_run('line_loaded_at') }}
 
     ),
 
@@ -129,13 +138,7 @@ order_lines as not materialized (
 
     scoped_lines as (
 
-        select
-            new_lines.customer_id,
-            new_lines.category,
-            new_lines.order_id,
-            new_lines.amount,
-            new_lines.order_date,
-            new_lines.loaded_at
+        select new_lines.*
         from new_lines
         where
             not exists (
@@ -151,20 +154,12 @@ order_lines as not materialized (
         -- all lines of the rebuilt days: a scan of the order and line tables, so it runs only
         -- when there are such days (an uncorrelated exists is a one-time filter: the daily run
         -- skips it)
-        select
-            orders.customer_id,
-            order_lines.category,
-            order_lines.order_id,
-            order_lines.amount,
-            rebuilt_days.order_date,
-            greatest(order_lines._loaded_at, orders._loaded_at) as loaded_at
-        from orders
+        select lines.*
+        from lines
         inner join rebuilt_days
             on
-                orders.customer_id = rebuilt_days.customer_id
-                and orders.ordered_at >= {{ utc_midnight('rebuilt_days.order_date') }}
-                and orders.ordered_at < {{ utc_midnight('rebuilt_days.order_date + 1') }}
-        inner join order_lines on orders.order_id = order_lines.order_id
+                lines.customer_id = rebuilt_days.customer_id
+                and lines.order_date = rebuilt_days.order_date
         where exists (select any_rebuilt.customer_id from rebuilt_days as any_rebuilt)
 
     ),
@@ -173,15 +168,7 @@ order_lines as not materialized (
 
     scoped_lines as (
 
-        select
-            orders.customer_id,
-            order_lines.category,
-            order_lines.order_id,
-            order_lines.amount,
-            {{ utc_date('orders.ordered_at') }} as order_date,
-            greatest(order_lines._loaded_at, orders._loaded_at) as loaded_at
-        from order_lines
-        inner join orders on order_lines.order_id = orders.order_id
+        select * from lines
 
     ),
 

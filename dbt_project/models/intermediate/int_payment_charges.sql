@@ -35,6 +35,11 @@
     time) leaves its old charge's row stale until --full-refresh, as in int_usage_daily.
 -#}
 
+{#- md5 of the charge key's record text: unique because the key is (a group by), and the record
+    text is unambiguous (quoted fields, null distinct from '') and independent of the session time
+    zone (epoch); never null. The incremental read and the final select both use it. -#}
+{%- set charge_id = "md5(cast(row(customer_id, subscription_id, extract(epoch from due_at)) as text))" %}
+
 with
 
 -- not materialized: read twice by incremental runs (new rows, rebuilt charges), each read must
@@ -51,7 +56,7 @@ payments as not materialized (
 
         select
             *,
-            md5(cast(row(customer_id, subscription_id, extract(epoch from due_at)) as text)) as charge_id
+            {{ charge_id }} as charge_id
         from payments
         -- the BRIN index on _loaded_at serves the filter (see the macro)
         where {{ loaded_after_last_run() }}
@@ -145,10 +150,7 @@ charges as (
 final as (
 
     select
-        -- md5 of the group-by key's record text: unique because the key is (a group by), and the
-        -- record text is unambiguous (quoted fields, null distinct from '') and independent of
-        -- the session time zone (epoch); never null. The incremental read computes the same id.
-        md5(cast(row(customer_id, subscription_id, extract(epoch from due_at)) as text)) as charge_id,
+        {{ charge_id }} as charge_id,
         customer_id,
         subscription_id,
         due_at,
