@@ -699,6 +699,34 @@ def test_negative_load_margin_is_refused(fresh_db: str, tmp_path: Path) -> None:
         )
 
 
+def test_incremental_table_of_an_older_version_is_refused_untouched(fresh_db: str, tmp_path: Path) -> None:
+    """A warehouse built before int_orders_daily became incremental has no max_loaded_at: the
+    incremental run stops with an error naming the model and the column, and the table keeps its
+    rows; --full-refresh rebuilds it."""
+    from retention.dbt_runner import DbtError, run_dbt
+
+    c = Company()
+    c.customer("a", date(2026, 1, 1))
+    c.order("a", date(2026, 2, 1), 30.0)
+    write_rows(fresh_db, c.rows)
+    args = ["run", "--select", "+int_orders_daily", "--target-path", str(tmp_path)]
+    run_dbt(args, url=fresh_db)
+    with psycopg.connect(fresh_db) as conn:  # the table as the previous version built it
+        conn.execute("alter table analytics.int_orders_daily drop column max_loaded_at")
+    before = fetch(fresh_db, "select * from analytics.int_orders_daily order by 1, 2")
+    later = Company(seq=100)
+    later.order("a", date(2026, 2, 2), 20.0)
+    write_rows(fresh_db, later.rows)
+    with pytest.raises(DbtError, match=r"(?s)int_orders_daily.*max_loaded_at"):
+        run_dbt(args, url=fresh_db)
+    assert fetch(fresh_db, "select * from analytics.int_orders_daily order by 1, 2") == before
+    run_dbt([*args, "--full-refresh"], url=fresh_db)
+    assert fetch(fresh_db, "select order_date, orders_count from analytics.int_orders_daily order by 1") == [
+        (date(2026, 2, 1), 1),
+        (date(2026, 2, 2), 1),
+    ]
+
+
 def test_incremental_orders_charges_transactions_late_rows_and_redeliveries(
     fresh_db: str, tmp_path: Path
 ) -> None:
