@@ -17,9 +17,15 @@
 
     Built for scale (cost ~ customers x as-of dates + events, never their product; no index probe
     per point):
-    - day-windowed sums (usage, orders): the points and the daily rows of a customer form one
-      stream ordered by day; window functions with exact day frames (`range between 30 preceding
-      and 1 preceding` = [as_of_date - 30, as_of_date)) read the sums at the points.
+    - day-windowed usage sums: the points and the daily usage rows of a customer form one stream
+      ordered by day; window functions with exact day frames (`range between 30 preceding and 1
+      preceding` = [as_of_date - 30, as_of_date)) read the sums at the points. Two frames, so two
+      passes over the stream.
+    - order sums: a day with orders is joined to the grid dates it counts for (the next 365 days,
+      and up to its next order day for the last order date) and summed per (customer, as_of_date)
+      with filtered aggregates. Orders are sparse, so this is cheaper than four more window passes
+      over the points (100k customers x 26 Mondays: the features went from 94 s to 80 s, the
+      activity part from 54 s to 34 s; same rows).
     - everything that holds over an interval of as-of dates (an open ticket, a failed payment of
       the last 90 days, a live subscription, a churned state, a dropped category) becomes that
       interval [first_day, last_day] of as-of dates once per item, joined to the few grid dates
@@ -198,18 +204,15 @@
 
     {% else %}
 
-    -- points and daily usage / order rows of each customer, one stream ordered by day number
-    activity_stream as (
+    -- points and daily usage rows of each customer, one stream ordered by day number
+    usage_stream as (
 
         select
             customer_id,
             as_of_date - {{ day_zero }} as day_number,
             true as is_point,
             cast(null as integer) as events_count,
-            cast(null as integer) as error_events_count,
-            cast(null as integer) as orders_count,
-            cast(null as numeric) as amount,
-            cast(null as numeric) as discount_amount
+            cast(null as integer) as error_events_count
         from points
 
         union all
@@ -219,68 +222,99 @@
             usage_daily.event_date - {{ day_zero }} as day_number,
             false as is_point,
             usage_daily.events_count,
-            usage_daily.error_events_count,
-            cast(null as integer) as orders_count,
-            cast(null as numeric) as amount,
-            cast(null as numeric) as discount_amount
+            usage_daily.error_events_count
         from usage_daily
         cross join bounds
         where usage_daily.event_date >= bounds.first_date - 120 and usage_daily.event_date < bounds.last_date
 
-        union all
+    ),
+
+    usage_windows as (
+
+        select
+            customer_id,
+            {{ day_zero }} + day_number as as_of_date,
+            sum(events_count) over (by_day range between 30 preceding and 1 preceding) as usage_events_30d,
+            sum(events_count) over (by_day range between 120 preceding and 31 preceding) as usage_events_prior_90d,
+            sum(error_events_count) over (by_day range between 30 preceding and 1 preceding) as error_events_30d,
+            is_point
+        from usage_stream
+        window by_day as (partition by customer_id order by day_number)
+
+    ),
+
+    -- a day with orders L, followed by the next one N, counts for the as-of dates d in
+    -- (L, max(L + 365, N)]: the 365-day windows, and L is the last order before every d in (L, N]
+    order_days as (
 
         select
             orders_daily.customer_id,
-            orders_daily.order_date - {{ day_zero }} as day_number,
-            false as is_point,
-            cast(null as integer) as events_count,
-            cast(null as integer) as error_events_count,
+            orders_daily.order_date,
             orders_daily.orders_count,
             orders_daily.amount,
-            orders_daily.discount_amount
+            orders_daily.discount_amount,
+            lead(orders_daily.order_date) over (
+                partition by orders_daily.customer_id order by orders_daily.order_date
+            ) as next_date
         from orders_daily
         cross join bounds
         where orders_daily.order_date < bounds.last_date
 
     ),
 
-    activity_windows as (
+    order_sums as (
 
         select
-            customer_id,
-            day_number,
-            is_point,
-            sum(events_count) over (by_day range between 30 preceding and 1 preceding) as usage_events_30d,
-            sum(events_count) over (by_day range between 120 preceding and 31 preceding) as usage_events_prior_90d,
-            sum(error_events_count) over (by_day range between 30 preceding and 1 preceding) as error_events_30d,
-            max(case when orders_count is not null then day_number end)
-                over (by_day range between unbounded preceding and 1 preceding) as last_order_day,
-            sum(orders_count) over (by_day range between 365 preceding and 1 preceding) as orders_365d,
-            sum(amount) over (by_day range between 365 preceding and 1 preceding) as amount_365d,
-            sum(discount_amount) over (by_day range between 365 preceding and 1 preceding) as discount_365d,
-            sum(orders_count) over (by_day range between 90 preceding and 1 preceding) as orders_90d,
-            sum(orders_count) over (by_day range between 360 preceding and 91 preceding) as orders_prior_270d
-        from activity_stream
-        window by_day as (partition by customer_id order by day_number)
+            order_days.customer_id,
+            grid_dates.as_of_date,
+            max(order_days.order_date) as last_order_date,
+            sum(order_days.orders_count) filter (
+                where order_days.order_date >= grid_dates.as_of_date - 365
+            ) as orders_365d,
+            -- float8 running sums (a few bytes per group, not numeric's; 1.2 GB -> 0.4 GB of hash
+            -- table at 100k customers), exact to the cent after the cast back
+            cast(sum(cast(order_days.amount as float8)) filter (
+                where order_days.order_date >= grid_dates.as_of_date - 365
+            ) as numeric(14, 2)) as amount_365d,
+            cast(sum(cast(order_days.discount_amount as float8)) filter (
+                where order_days.order_date >= grid_dates.as_of_date - 365
+            ) as numeric(14, 2)) as discount_365d,
+            sum(order_days.orders_count) filter (
+                where order_days.order_date >= grid_dates.as_of_date - 90
+            ) as orders_90d,
+            sum(order_days.orders_count) filter (
+                where
+                    order_days.order_date >= grid_dates.as_of_date - 360
+                    and order_days.order_date < grid_dates.as_of_date - 90
+            ) as orders_prior_270d
+        from order_days
+        inner join grid_dates
+            on
+                grid_dates.as_of_date > order_days.order_date
+                and grid_dates.as_of_date
+                <= greatest(order_days.order_date + 365, coalesce(order_days.next_date, {{ far_future }}))
+        group by 1, 2
 
     ),
 
     activity as (
 
         select
-            customer_id,
-            {{ day_zero }} + day_number as as_of_date,
-            {{ day_zero }} + last_order_day as last_order_date,
-            usage_events_30d,
-            usage_events_prior_90d,
-            error_events_30d,
-            orders_365d,
-            amount_365d,
-            discount_365d,
-            orders_90d,
-            orders_prior_270d
-        from activity_windows
-        where is_point
+            usage_windows.customer_id,
+            usage_windows.as_of_date,
+            order_sums.last_order_date,
+            usage_windows.usage_events_30d,
+            usage_windows.usage_events_prior_90d,
+            usage_windows.error_events_30d,
+            order_sums.orders_365d,
+            order_sums.amount_365d,
+            order_sums.discount_365d,
+            order_sums.orders_90d,
+            order_sums.orders_prior_270d
+        from usage_windows
+        left join order_sums
+            on usage_windows.customer_id = order_sums.customer_id and usage_windows.as_of_date = order_sums.as_of_date
+        where usage_windows.is_point
 
     ),
 
