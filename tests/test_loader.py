@@ -216,6 +216,26 @@ def test_every_raw_table_has_a_brin_index_on_loaded_at(fresh_db):
     assert all(r[1] == "brin" and "(_loaded_at)" in r[2] for r in rows)
 
 
+def _payments_lookup_index(url: str) -> list[tuple[str]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "select indexdef from pg_indexes where schemaname = 'raw' and indexname = 'payments__lookup'"
+        ).fetchall()
+
+
+def test_payments_have_the_lookup_index_of_the_charge_key(fresh_db):
+    """int_payment_charges probes raw.payments by (customer_id, due_at) for a retried charge's
+    older attempts; the index is created with the tables and put back when missing."""
+    with psycopg.connect(fresh_db) as conn:
+        ensure_raw_tables(conn, "raw")
+        conn.execute("drop index raw.payments__lookup")
+        ensure_raw_tables(conn, "raw")
+        conn.commit()
+    assert _payments_lookup_index(fresh_db) == [
+        ("CREATE INDEX payments__lookup ON raw.payments USING btree (customer_id, due_at)",)
+    ]
+
+
 def test_cli_prints_counts_and_rate(fresh_db, tmp_path, capsys):
     folder = good_folder(tmp_path / "cli")
     assert main([str(folder), "--url", fresh_db]) == 0
@@ -483,6 +503,12 @@ def test_big_first_load_rebuilds_the_key_and_still_catches_duplicates(fresh_db, 
 
     monkeypatch.setattr(loader, "REBUILD_KEY_ROWS", 0)
     folder = good_folder(tmp_path / "rebuild")
+    write(
+        folder,
+        "payments.csv",
+        "payment_id,customer_id,due_at,attempted_at,attempt_number,amount,status\n"
+        "p1,c1,2024-03-01T00:00:00Z,2024-03-01T00:00:00Z,1,10,succeeded\n",
+    )
     load_directory(folder, url=fresh_db)
     before = counts(fresh_db)
     assert {t.mode for t in load_directory(folder, url=fresh_db).tables} == {"upsert"}  # re-delivery, rebuilt
@@ -501,6 +527,10 @@ def test_big_first_load_rebuilds_the_key_and_still_catches_duplicates(fresh_db, 
             "and contype = 'p'"
         ).fetchone()
     assert pk == ("PRIMARY KEY (order_id)",)
+    # the payments' lookup index was dropped for the COPY and built again after it
+    assert _payments_lookup_index(fresh_db) == [
+        ("CREATE INDEX payments__lookup ON raw.payments USING btree (customer_id, due_at)",)
+    ]
     dup = tmp_path / "dup"
     dup.mkdir()
     write(

@@ -62,6 +62,13 @@ IGNORED_DIRS = frozenset({"ground_truth"})
 BATCH_ROWS = 1 << 19  # parquet rows per batch
 CSV_BLOCK_BYTES = 16 << 20
 LOADED_AT_INDEX_SUFFIX = "__loaded_at_brin"  # BRIN index on _loaded_at of every raw table
+#: b-tree lookup indexes of raw tables (named table + LOOKUP_INDEX_SUFFIX): the incremental dbt
+#: models' probes for the older rows of a key they rebuild, instead of a scan of the whole table
+LOOKUP_INDEXES: dict[str, tuple[str, ...]] = {
+    # int_payment_charges re-aggregates every attempt of a charge retried today (customer, due time)
+    "payments": ("customer_id", "due_at"),
+}
+LOOKUP_INDEX_SUFFIX = "__lookup"
 REBUILD_KEY_ROWS = 1_000_000  # first loads at least this big build the primary key after the COPY
 TRUE_VALUES = frozenset({"true", "t", "1", "yes"})
 FALSE_VALUES = frozenset({"false", "f", "0", "no"})
@@ -550,6 +557,24 @@ def ensure_raw_tables(conn: psycopg.Connection, schema: str | None = None) -> No
                     sql.Identifier(table.name),
                 )
             )
+    contract_names = set(load_contract())
+    looked_up = {
+        r[0]
+        for r in conn.execute(
+            "select tablename from pg_indexes where schemaname = %s and indexname = tablename || %s",
+            (schema, LOOKUP_INDEX_SUFFIX),
+        )
+    }
+    for name, columns in LOOKUP_INDEXES.items():
+        if name in contract_names and name not in looked_up:
+            conn.execute(
+                sql.SQL("create index {} on {}.{} ({})").format(
+                    sql.Identifier(name + LOOKUP_INDEX_SUFFIX),
+                    sql.Identifier(schema),
+                    sql.Identifier(name),
+                    sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                )
+            )
 
 
 def _has_rows(conn: psycopg.Connection, schema: str, table: str) -> bool:
@@ -867,24 +892,33 @@ def _estimated_rows(ts: TableSource) -> int:
 
 @contextmanager
 def _without_key_index(
-    conn: psycopg.Connection, target: sql.Composable, table: Table, regclass: str
+    conn: psycopg.Connection, target: sql.Composable, table: Table, regclass: str, schema: str
 ) -> Iterator[None]:
-    """Drop the primary key for the block, then build it once (sorted, parallel): far cheaper than
-    maintaining it row by row for big loads.  A duplicate key fails the build (UniqueViolation)."""
+    """Drop the primary key (and the table's lookup index) for the block, then build them once
+    (sorted, parallel): far cheaper than maintaining them row by row for big loads.  A duplicate
+    key fails the build (UniqueViolation)."""
+    lookup = conn.execute(
+        "select indexname, indexdef from pg_indexes where schemaname = %s and tablename = %s and indexname = %s",
+        (schema, table.name, table.name + LOOKUP_INDEX_SUFFIX),
+    ).fetchone()
+    if lookup is not None:
+        conn.execute(sql.SQL("drop index {}.{}").format(sql.Identifier(schema), sql.Identifier(lookup[0])))
     row = conn.execute(
         "select conname from pg_constraint where conrelid = %s::regclass and contype = 'p'", (regclass,)
     ).fetchone()
-    if row is None:
-        yield
-        return
-    pk_name = sql.Identifier(row[0])
-    conn.execute(sql.SQL("alter table {} drop constraint {}").format(target, pk_name))
+    if row is not None:
+        conn.execute(sql.SQL("alter table {} drop constraint {}").format(target, sql.Identifier(row[0])))
     yield
-    conn.execute(
-        sql.SQL("alter table {} add constraint {} primary key ({})").format(
-            target, pk_name, sql.SQL(", ").join(sql.Identifier(c) for c in table.primary_key)
+    if row is not None:
+        conn.execute(
+            sql.SQL("alter table {} add constraint {} primary key ({})").format(
+                target,
+                sql.Identifier(row[0]),
+                sql.SQL(", ").join(sql.Identifier(c) for c in table.primary_key),
+            )
         )
-    )
+    if lookup is not None:
+        conn.execute(sql.SQL(lookup[1]))  # pg_get_indexdef of the index dropped above
 
 
 def _load_table(conn: psycopg.Connection, ts: TableSource, schema: str) -> TableLoad:
@@ -905,7 +939,7 @@ def _load_table(conn: psycopg.Connection, ts: TableSource, schema: str) -> Table
             # big first load: the (empty) table is truncated so COPY can write the rows frozen
             # (no hint-bit rewrite on the first read); the key's index is built after the COPY
             conn.execute(sql.SQL("truncate {}").format(target))
-            with _without_key_index(conn, target, table, regclass):
+            with _without_key_index(conn, target, table, regclass, schema):
                 rows = _copy_table(conn, ts, target, segments, freeze=True)
         elif direct:
             rows = _copy_table(conn, ts, target, segments)
@@ -933,7 +967,7 @@ def _load_table(conn: psycopg.Connection, ts: TableSource, schema: str) -> Table
             rebuild = rows >= REBUILD_KEY_ROWS and rows * 4 >= in_table
             if rebuild:
                 conn.execute(sql.SQL("lock table {} in access exclusive mode").format(target))
-            with _without_key_index(conn, target, table, regclass) if rebuild else nullcontext():
+            with _without_key_index(conn, target, table, regclass, schema) if rebuild else nullcontext():
                 conn.execute(
                     sql.SQL("delete from {} as t using {} as s where {}").format(target, staging, match)
                 )
