@@ -247,10 +247,10 @@ def bench_size(customers: int, work: Path) -> SizeResult:
             conn.execute("vacuum analyze")
         full = _dbt(["build", "--full-refresh", "--quiet"], url, last_day, target)
         # the day between two daily runs: autovacuum has long processed the tables the full build
-        # wrote (visibility map, hint bits, statistics). Without this the timed daily run would
-        # share the cores with autovacuum's pass over 44M freshly written rows, and its ALTER TABLE
-        # would wait for autovacuum to give way (measured: int_usage_daily's daily run 4.9 s alone,
-        # 18.8-38.9 s in benches where it ran right after the full build)
+        # wrote (visibility map, hint bits, statistics), so the timed daily run does not share the
+        # cores with autovacuum's pass over 44M freshly written rows (seen running on
+        # int_usage_daily right after a full build). It did not explain int_usage_daily's slow
+        # daily node at 1M (57.5 s in the 2026-11-24 00:28 bench, 4.9 s run alone on the same data)
         started = time.perf_counter()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("vacuum (analyze)")
