@@ -271,7 +271,7 @@
             sum(order_days.orders_count) filter (
                 where order_days.order_date >= grid_dates.as_of_date - 365
             ) as orders_365d,
-            -- float8 running sums (a few bytes per group, not numeric's; 1.2 GB -> 0.4 GB of hash
+            -- float8 sums (a few bytes of state per group, not numeric's; 1.2 GB -> 0.4 GB of hash
             -- table at 100k customers), exact to the cent after the cast back
             cast(sum(cast(order_days.amount as float8)) filter (
                 where order_days.order_date >= grid_dates.as_of_date - 365

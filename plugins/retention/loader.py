@@ -518,7 +518,8 @@ def ensure_raw_tables(conn: psycopg.Connection, schema: str | None = None) -> No
     Columns added to the contract later are added to existing tables (nullable).  Every table gets
     a BRIN index on ``_loaded_at`` (a few pages even for 50M rows; rows arrive in load order): the
     incremental dbt models read "rows loaded since the last run" through it instead of scanning
-    the whole table (autosummarize keeps the newly filled page ranges summarized).
+    the whole table (autosummarize keeps the newly filled page ranges summarized).  The tables of
+    LOOKUP_INDEXES also get their b-tree lookup index.
     """
     schema = schema or get_settings().raw_schema
     conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
@@ -528,7 +529,8 @@ def ensure_raw_tables(conn: psycopg.Connection, schema: str | None = None) -> No
         "select table_name, column_name from information_schema.columns where table_schema = %s", (schema,)
     ):
         existing.setdefault(table_name, set()).add(column_name)
-    for table in load_contract().values():
+    contract = load_contract()
+    for table in contract.values():
         if table.name not in existing:
             conn.execute(table.ddl(schema))  # type: ignore[arg-type]  # DDL built from the contract only
             continue
@@ -541,15 +543,12 @@ def ensure_raw_tables(conn: psycopg.Connection, schema: str | None = None) -> No
                         sql.Identifier(schema), sql.Identifier(table.name), sql.Identifier(name)
                     )
                 )
-    indexed = {
-        r[0]
-        for r in conn.execute(
-            "select tablename from pg_indexes where schemaname = %s and indexname = tablename || %s",
-            (schema, LOADED_AT_INDEX_SUFFIX),
-        )
+    indexes = {
+        r[0] for r in conn.execute("select indexname from pg_indexes where schemaname = %s", (schema,))
     }
-    for table in load_contract().values():
-        if table.name not in indexed:  # checked first: create index takes a lock even when it exists
+    for table in contract.values():
+        # existence checked first: create index takes a lock even when the index exists
+        if table.name + LOADED_AT_INDEX_SUFFIX not in indexes:
             conn.execute(
                 sql.SQL("create index {} on {}.{} using brin (_loaded_at) with (autosummarize = on)").format(
                     sql.Identifier(table.name + LOADED_AT_INDEX_SUFFIX),
@@ -557,22 +556,14 @@ def ensure_raw_tables(conn: psycopg.Connection, schema: str | None = None) -> No
                     sql.Identifier(table.name),
                 )
             )
-    contract_names = set(load_contract())
-    looked_up = {
-        r[0]
-        for r in conn.execute(
-            "select tablename from pg_indexes where schemaname = %s and indexname = tablename || %s",
-            (schema, LOOKUP_INDEX_SUFFIX),
-        )
-    }
-    for name, columns in LOOKUP_INDEXES.items():
-        if name in contract_names and name not in looked_up:
+        lookup = LOOKUP_INDEXES.get(table.name)
+        if lookup and table.name + LOOKUP_INDEX_SUFFIX not in indexes:
             conn.execute(
                 sql.SQL("create index {} on {}.{} ({})").format(
-                    sql.Identifier(name + LOOKUP_INDEX_SUFFIX),
+                    sql.Identifier(table.name + LOOKUP_INDEX_SUFFIX),
                     sql.Identifier(schema),
-                    sql.Identifier(name),
-                    sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                    sql.Identifier(table.name),
+                    sql.SQL(", ").join(sql.Identifier(c) for c in lookup),
                 )
             )
 
@@ -891,7 +882,7 @@ def _estimated_rows(ts: TableSource) -> int:
 
 
 @contextmanager
-def _without_key_index(
+def _without_load_indexes(
     conn: psycopg.Connection, target: sql.Composable, table: Table, regclass: str, schema: str
 ) -> Iterator[None]:
     """Drop the primary key (and the table's lookup index) for the block, then build them once
@@ -939,7 +930,7 @@ def _load_table(conn: psycopg.Connection, ts: TableSource, schema: str) -> Table
             # big first load: the (empty) table is truncated so COPY can write the rows frozen
             # (no hint-bit rewrite on the first read); the key's index is built after the COPY
             conn.execute(sql.SQL("truncate {}").format(target))
-            with _without_key_index(conn, target, table, regclass, schema):
+            with _without_load_indexes(conn, target, table, regclass, schema):
                 rows = _copy_table(conn, ts, target, segments, freeze=True)
         elif direct:
             rows = _copy_table(conn, ts, target, segments)
@@ -967,7 +958,7 @@ def _load_table(conn: psycopg.Connection, ts: TableSource, schema: str) -> Table
             rebuild = rows >= REBUILD_KEY_ROWS and rows * 4 >= in_table
             if rebuild:
                 conn.execute(sql.SQL("lock table {} in access exclusive mode").format(target))
-            with _without_key_index(conn, target, table, regclass, schema) if rebuild else nullcontext():
+            with _without_load_indexes(conn, target, table, regclass, schema) if rebuild else nullcontext():
                 conn.execute(
                     sql.SQL("delete from {} as t using {} as s where {}").format(target, staging, match)
                 )
