@@ -546,6 +546,25 @@ def test_big_first_load_rebuilds_the_key_and_still_catches_duplicates(fresh_db, 
         assert conn.execute(
             "select count(*) from pg_constraint where conrelid = 'raw.usage_events'::regclass and contype = 'p'"
         ).fetchone() == (1,)
+    # a re-delivery of payments rebuilds the key and the lookup index; when the key fails, the
+    # rollback brings the dropped lookup index back with the old rows
+    dup_payments = tmp_path / "dup_payments"
+    dup_payments.mkdir()
+    write(
+        dup_payments,
+        "payments.csv",
+        "payment_id,customer_id,due_at,attempted_at,attempt_number,amount,status\n"
+        "p2,c1,2024-04-01T00:00:00Z,2024-04-01T00:00:00Z,1,10,succeeded\n"
+        "p2,c1,2024-04-01T00:00:00Z,2024-04-02T00:00:00Z,2,10,succeeded\n",
+    )
+    with pytest.raises(
+        LoadError, match=r"payments\.csv, row 2, column payment_id: duplicate primary key 'p2'"
+    ):
+        load_directory(dup_payments, url=fresh_db)
+    assert counts(fresh_db)["payments"] == 1
+    assert _payments_lookup_index(fresh_db) == [
+        ("CREATE INDEX payments__lookup ON raw.payments USING btree (customer_id, due_at)",)
+    ]
 
 
 def test_ensure_raw_tables_adds_columns_new_in_the_contract(fresh_db):
