@@ -149,3 +149,25 @@ def company_copy(built_company: str, warehouse_server: str, monkeypatch: pytest.
     get_settings.cache_clear()
     with psycopg.connect(warehouse_server, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dag_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The DAG runs (tests/dag_runs.py) the selected tests name with ``@pytest.mark.dag_run``,
+    started in the background before the first test; None when no selected test needs one."""
+    wanted = list(
+        dict.fromkeys(m.args[0] for item in request.session.items for m in item.iter_markers("dag_run"))
+    )
+    if not wanted:
+        yield None
+        return
+    from dag_runs import BackgroundDagRuns
+
+    company = request.getfixturevalue("built_company")
+    server = request.getfixturevalue("warehouse_server")
+    runs = BackgroundDagRuns(server, company, COMPANY_AS_OF, tmp_path_factory.mktemp("dag_runs"))
+    try:
+        runs.start(wanted)
+        yield runs
+    finally:
+        runs.close()
