@@ -79,6 +79,17 @@ def _private_project(work: Path) -> Path:
 
 
 @dataclass
+class UnstartedDagRuns:
+    """Stands in when the runs could not start (no company, no database copy): each DAG test
+    fails with the cause, the tests that need no DAG run are not affected."""
+
+    error: Exception
+
+    def result(self, name: str) -> DagRun:
+        raise RuntimeError(f"DAG run {name} could not start: {self.error!r}") from self.error
+
+
+@dataclass
 class BackgroundDagRuns:
     """Copies the company once per scenario, then runs the scenarios in order in one thread."""
 

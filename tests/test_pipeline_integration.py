@@ -10,13 +10,13 @@ from __future__ import annotations
 import psycopg
 import pytest
 from conftest import COMPANY_AS_OF
-from dag_runs import BackgroundDagRuns
+from dag_runs import BackgroundDagRuns, UnstartedDagRuns
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.mark.dag_run("daily_and_weekly")
-def test_daily_and_weekly_dags_succeed_end_to_end(dag_runs: BackgroundDagRuns) -> None:
+def test_daily_and_weekly_dags_succeed_end_to_end(dag_runs: BackgroundDagRuns | UnstartedDagRuns) -> None:
     run = dag_runs.result("daily_and_weekly")
     rc, states, output = run.returncode, run.states, run.output
     assert rc == 0, output
@@ -40,7 +40,9 @@ def test_daily_and_weekly_dags_succeed_end_to_end(dag_runs: BackgroundDagRuns) -
 
 
 @pytest.mark.dag_run("bad_data")
-def test_bad_data_stops_the_run_before_scoring_and_outreach(dag_runs: BackgroundDagRuns) -> None:
+def test_bad_data_stops_the_run_before_scoring_and_outreach(
+    dag_runs: BackgroundDagRuns | UnstartedDagRuns,
+) -> None:
     # the scenario sets five order amounts negative and drops the scores table before the run
     run = dag_runs.result("bad_data")
     rc, states, output = run.returncode, run.states, run.output
