@@ -2,9 +2,10 @@
 
 A DAG run (``retention.cli run-demo`` with ``dag.test()``, in a subprocess: Airflow reads its
 configuration at import time) takes minutes of one core, mostly Airflow's and Cosmos' per-task
-work. The rest of the suite is one process too, so the runs go in a background thread from the
-first test on, one after the other, while the other tests use the second core; each integration
-test then waits for its run and checks it.
+work. The rest of the suite is one process too, so the runs start in background threads (one per
+run, side by side) before the first test, and the other tests go on meanwhile; each integration
+test then waits for its run and checks it. (Run one after the other, the second run was still
+going minutes after the rest of the suite had finished.)
 
 Each run gets a private copy of the session's company (template clone) and of the dbt project
 (the manifest Cosmos loads and the partial-parse file it copies, which the tests running at the
@@ -91,16 +92,16 @@ class UnstartedDagRuns:
 
 @dataclass
 class BackgroundDagRuns:
-    """Copies the company once per scenario, then runs the scenarios in order in one thread."""
+    """Copies the company once per scenario, then runs the scenarios side by side, a thread each."""
 
     admin_url: str
     company_url: str
     as_of: str
     work: Path
-    _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1))
+    _pool: ThreadPoolExecutor | None = None
     _futures: dict[str, Future[DagRun]] = field(default_factory=dict)
     _databases: list[str] = field(default_factory=list)
-    _current: subprocess.Popen[str] | None = None
+    _running: set[subprocess.Popen[str]] = field(default_factory=set)
     _closing: threading.Event = field(default_factory=threading.Event)
 
     def start(self, names: list[str]) -> None:
@@ -115,12 +116,13 @@ class BackgroundDagRuns:
                 copy = f"{source}_dag_{name}"
                 conn.execute(f'create database "{copy}" template "{source}"')
                 self._databases.append(copy)
+        self._pool = ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="dag_run")
         for name in names:
             url = _with_db(self.admin_url, f"{source}_dag_{name}")
             self._futures[name] = self._pool.submit(self._run, name, url, project)
 
     def result(self, name: str) -> DagRun:
-        return self._futures[name].result(timeout=RUN_TIMEOUT_S * len(self._futures))
+        return self._futures[name].result(timeout=RUN_TIMEOUT_S + 60)
 
     def _run(self, name: str, url: str, project: Path) -> DagRun:
         if self._closing.is_set():
@@ -152,7 +154,7 @@ class BackgroundDagRuns:
         with subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT
         ) as proc:
-            self._current = proc
+            self._running.add(proc)
             try:
                 output, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
             except subprocess.TimeoutExpired:
@@ -160,7 +162,7 @@ class BackgroundDagRuns:
                 output, _ = proc.communicate()
                 output += f"\n[dag_runs] killed after {RUN_TIMEOUT_S} s"
             finally:
-                self._current = None
+                self._running.discard(proc)
         states = json.loads(states_file.read_text()) if states_file.exists() else {}
         return DagRun(
             url=url, state_dir=state, returncode=proc.returncode, states=states, output=output[-8000:]
@@ -171,9 +173,10 @@ class BackgroundDagRuns:
         self._closing.set()
         for future in self._futures.values():
             future.cancel()
-        if self._current is not None:
-            self._current.kill()
-        self._pool.shutdown(wait=True)
+        for proc in list(self._running):
+            proc.kill()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
             for name in self._databases:
                 conn.execute(f'drop database if exists "{name}" with (force)')
