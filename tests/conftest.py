@@ -31,16 +31,11 @@ os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "False")
 
+from retention.db import url_with_database  # noqa: E402  (plugins/ is on the path from here)
+
 SHARED_SPECS = ROOT.parent / "shared" / "specs"
 _SESSION_TAG = uuid.uuid4().hex[:8]
 _EXTERNAL_URL = os.environ.get("WAREHOUSE_URL", "")
-
-
-def _with_db(url: str, dbname: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{dbname}"))
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +45,7 @@ def warehouse_server() -> Iterator[str]:
 
     get_settings.cache_clear()
     url = ensure_warehouse()
-    yield _with_db(url, "postgres")
+    yield url_with_database(url, "postgres")
 
 
 _created: list[str] = []
@@ -65,7 +60,7 @@ def fresh_db(warehouse_server: str, request: pytest.FixtureRequest) -> Iterator[
     with psycopg.connect(warehouse_server, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
     _created.append(name)
-    yield _with_db(warehouse_server, name)
+    yield url_with_database(warehouse_server, name)
     with psycopg.connect(warehouse_server, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
 
@@ -110,7 +105,7 @@ def built_company(warehouse_server: str, tmp_path_factory: pytest.TempPathFactor
     name = f"t_{_SESSION_TAG}_company"
     with psycopg.connect(warehouse_server, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
-    url = _with_db(warehouse_server, name)
+    url = url_with_database(warehouse_server, name)
     out = tmp_path_factory.mktemp("company") / "data"
     from datetime import date
 
@@ -142,7 +137,7 @@ def company_copy(built_company: str, warehouse_server: str, monkeypatch: pytest.
         )
         conn.execute(f'create database "{name}" template "{source}"')
     _created.append(name)
-    url = _with_db(warehouse_server, name)
+    url = url_with_database(warehouse_server, name)
     monkeypatch.setenv("WAREHOUSE_URL", url)
     monkeypatch.setenv("RETENTION_AS_OF", COMPANY_AS_OF)
     get_settings.cache_clear()

@@ -23,9 +23,11 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
+
+from retention.db import url_with_database
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 1500
@@ -60,10 +62,6 @@ class DagRun:
     returncode: int
     states: dict[str, dict[str, str]]
     output: str
-
-
-def _with_db(url: str, dbname: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{dbname}"))
 
 
 def _private_project(work: Path) -> Path:
@@ -118,7 +116,7 @@ class BackgroundDagRuns:
                 self._databases.append(copy)
         self._pool = ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="dag_run")
         for name in names:
-            url = _with_db(self.admin_url, f"{source}_dag_{name}")
+            url = url_with_database(self.admin_url, f"{source}_dag_{name}")
             self._futures[name] = self._pool.submit(self._run, name, url, project)
 
     def result(self, name: str) -> DagRun:

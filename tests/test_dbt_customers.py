@@ -26,12 +26,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 
 from ml.config import FEATURES as MODEL_FEATURES
+from retention.db import url_with_database
 
 AS_OF = date(2026, 6, 1)  # a Monday: on the weekly grid of fct_customer_features_asof
 START = date(2024, 6, 1)
@@ -344,10 +345,6 @@ def fetch(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any,
         return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
 
 
-def with_db(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
 # --------------------------------------------------------------------------- fixtures
 
 
@@ -365,7 +362,7 @@ def company(warehouse_server: str, tmp_path_factory: pytest.TempPathFactory) -> 
     name = f"t_dbtcust_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(warehouse_server, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
-    url = with_db(warehouse_server, name)
+    url = url_with_database(warehouse_server, name)
     try:
         c, expected = build_company()
         write_rows(url, c.rows)
@@ -388,7 +385,7 @@ def clone(company: Built, warehouse_server: str) -> Iterator[str]:
             (source,),
         )
         conn.execute(f'create database "{name}" template "{source}"')
-    yield with_db(warehouse_server, name)
+    yield url_with_database(warehouse_server, name)
     with psycopg.connect(warehouse_server, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
 

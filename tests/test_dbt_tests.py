@@ -22,19 +22,17 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+
+from retention.db import url_with_database
 
 MODELS = ["path:models/staging", "int_usage_customers", "int_orders_daily", "int_order_categories_daily"]
 # only the tests of the selected models (not e.g. the marts' relationships tests to staging)
 CAUTIOUS = ["--indirect-selection", "cautious"]
 T0 = datetime(2026, 5, 1, 12, tzinfo=UTC)
-
-
-def with_db(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def write_rows(url: str, rows: dict[str, list[tuple[Any, ...]]]) -> None:
@@ -84,7 +82,7 @@ def built(warehouse_server: str, tmp_path_factory: pytest.TempPathFactory) -> It
     name = f"t_dbttests_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(warehouse_server, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
-    url = with_db(warehouse_server, name)
+    url = url_with_database(warehouse_server, name)
     try:
         write_rows(
             url,
@@ -119,7 +117,7 @@ def clone(built: tuple[str, list], warehouse_server: str) -> Iterator[str]:
             (source,),
         )
         conn.execute(f'create database "{name}" template "{source}"')
-    yield with_db(warehouse_server, name)
+    yield url_with_database(warehouse_server, name)
     with psycopg.connect(warehouse_server, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
 

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
 from retention.settings import get_settings
+
+
+def url_with_database(url: str, name: str) -> str:
+    """``url`` with its database replaced by ``name`` (scratch, test and copy databases)."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def default_url() -> str:

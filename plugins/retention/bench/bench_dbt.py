@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+
+from retention.db import url_with_database
 
 END_DATE = date(2026, 6, 30)
 SEED = 11
@@ -72,14 +73,10 @@ class SizeResult:
     vacuum_s: float = 0.0  # VACUUM (ANALYZE) between the full build and the new day (not timed)
 
 
-def _with_db(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
 def _admin_url() -> str:
     from retention.warehouse import ensure_warehouse
 
-    return _with_db(ensure_warehouse(), "postgres")
+    return url_with_database(ensure_warehouse(), "postgres")
 
 
 def _hold_last_day(conn: psycopg.Connection, raw: str, day: date) -> int:
@@ -226,7 +223,7 @@ def bench_size(customers: int, work: Path) -> SizeResult:
     name = f"bench_dbt_{customers}_{uuid.uuid4().hex[:6]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    url = _with_db(admin, name)
+    url = url_with_database(admin, name)
     target = work / f"target_{customers}"
     try:
         data, generate_s = cached_company(customers)

@@ -14,9 +14,10 @@ import os
 import time
 import uuid
 from datetime import UTC, date, datetime
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+
+from retention.db import url_with_database
 
 DAY = date(2026, 3, 10)  # a Tuesday: every campaign runs
 RUN_AT = datetime(2026, 3, 10, 13, 0, tzinfo=UTC)
@@ -74,10 +75,6 @@ analyze;
 """
 
 
-def _with_db(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
 def _setup(url: str, n: int) -> None:
     from retention.outreach.models import ensure_outreach_tables
 
@@ -99,11 +96,11 @@ def run(quick: bool) -> str:
     from retention.warehouse import ensure_warehouse
 
     n = 50_000 if quick else 1_000_000
-    admin = _with_db(ensure_warehouse(), "postgres")
+    admin = url_with_database(ensure_warehouse(), "postgres")
     name = f"bench_decisions_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
-    url = _with_db(admin, name)
+    url = url_with_database(admin, name)
     try:
         t0 = time.perf_counter()
         _setup(url, n)

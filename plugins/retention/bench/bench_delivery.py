@@ -18,10 +18,10 @@ import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from retention.db import url_with_database
 from retention.settings import PROJECT_ROOT
 
 DAY = date(2026, 11, 23)
@@ -33,10 +33,6 @@ MIX = (
     ("dunning.dunning-1.0000", "dunning_update_card", "transactional", None),
     ("winback.nurture.0000", "winback_nurture", "marketing", None),
 )
-
-
-def _with_db(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def _fake() -> Any:
@@ -122,11 +118,11 @@ def run(quick: bool) -> str:
     fs = _fake()
     n = 5_000 if quick else 100_000
     subset = 300 if quick else 2_000
-    admin = _with_db(ensure_warehouse(), "postgres")
+    admin = url_with_database(ensure_warehouse(), "postgres")
     name = f"bench_delivery_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
-    url = _with_db(admin, name)
+    url = url_with_database(admin, name)
     messages = _messages(n)
     try:
         with fs.FakeSendGrid(validate="background") as sg:

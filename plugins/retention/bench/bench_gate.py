@@ -15,9 +15,10 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+
+from retention.db import url_with_database
 
 DATA_SQL = """
 insert into raw.customers (customer_id, signup_at, email, country, time_zone, marketing_consent,
@@ -54,10 +55,6 @@ from generate_series(1, {n} / 2) g;
 """
 
 
-def _with_db(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
 def _one(admin_url: str, customers: int) -> dict[str, float]:
     from retention.loader import ensure_raw_tables
     from retention.quality.gate import run_gate
@@ -66,7 +63,7 @@ def _one(admin_url: str, customers: int) -> dict[str, float]:
     name = f"bench_gate_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
-    url = _with_db(admin_url, name)
+    url = url_with_database(admin_url, name)
     saved = {k: os.environ.get(k) for k in ("WAREHOUSE_URL", "RETENTION_STATE_DIR")}
     try:
         started = time.perf_counter()
@@ -125,7 +122,7 @@ def _one(admin_url: str, customers: int) -> dict[str, float]:
 def run(quick: bool) -> str:
     from retention.warehouse import ensure_warehouse
 
-    admin = _with_db(ensure_warehouse(), "postgres")
+    admin = url_with_database(ensure_warehouse(), "postgres")
     sizes = [2_000] if quick else [2_000, 20_000, 1_000_000]
     results = [_one(admin, n) for n in sizes]
     lines = [

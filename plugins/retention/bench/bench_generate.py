@@ -18,8 +18,8 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
+from retention.db import url_with_database
 from retention.settings import PROJECT_ROOT
 
 RSS_TARGET_GIB = 2.0
@@ -70,22 +70,18 @@ def generate_in_child(out: Path, customers: int, seed: int = SEED) -> dict:
     return _child(_CHILD, str(out), str(customers), str(seed), END_DATE)
 
 
-def _scratch_url(base: str, name: str) -> str:
-    return urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
-
-
 def _load_into_scratch(folder: Path) -> dict:
     import psycopg
 
     from retention.warehouse import ensure_warehouse
 
     base = ensure_warehouse()
-    admin = _scratch_url(base, "postgres")
+    admin = url_with_database(base, "postgres")
     name = f"bench_generate_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
     try:
-        return _child(_LOAD_CHILD, str(folder), _scratch_url(base, name))
+        return _child(_LOAD_CHILD, str(folder), url_with_database(base, name))
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'drop database if exists "{name}" with (force)')

@@ -15,7 +15,6 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from retention.db import url_with_database
 from retention.loader import REBUILD_KEY_ROWS
 
 TARGET_ROWS_PER_S = 500_000
@@ -140,10 +140,6 @@ def _load_in_child(folder: Path, url: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _scratch_url(base: str, name: str) -> str:
-    return urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
-
-
 def run(quick: bool) -> str:
     import psycopg
 
@@ -152,14 +148,14 @@ def run(quick: bool) -> str:
     rows = 200_000 if quick else 2_000_000
     part_rows = 100_000 if quick else 500_000
     base = ensure_warehouse()
-    admin = _scratch_url(base, "postgres")
+    admin = url_with_database(base, "postgres")
     results: list[tuple[str, dict]] = []
     for fmt in ("parquet", "csv"):
         name = f"bench_load_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'create database "{name}"')
         try:
-            url = _scratch_url(base, name)
+            url = url_with_database(base, name)
             with tempfile.TemporaryDirectory(prefix="bench_load_") as tmp:
                 folder = Path(tmp)
                 _write_company(folder, rows, fmt, part_rows)
