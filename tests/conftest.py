@@ -120,6 +120,20 @@ def built_company(warehouse_server: str, tmp_path_factory: pytest.TempPathFactor
         conn.execute(f'drop database if exists "{name}" with (force)')
 
 
+def clone_database(admin_url: str, source: str, name: str) -> str:
+    """Create database ``name`` as a template clone of ``source``; return its URL. Sessions still
+    connected to the source are ended first (Postgres copies only an unused template)."""
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s and pid <> pg_backend_pid()",
+            (source,),
+        )
+        conn.execute(f'create database "{name}" template "{source}"')
+    return url_with_database(admin_url, name)
+
+
 @pytest.fixture
 def company_copy(built_company: str, warehouse_server: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A private copy of ``built_company`` (Postgres template clone), with the settings pointed at
@@ -130,14 +144,8 @@ def company_copy(built_company: str, warehouse_server: str, monkeypatch: pytest.
 
     source = built_company.rsplit("/", 1)[1]
     name = f"{source}_{len(_created)}"
-    with psycopg.connect(warehouse_server, autocommit=True) as conn:
-        conn.execute(
-            "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s and pid <> pg_backend_pid()",
-            (source,),
-        )
-        conn.execute(f'create database "{name}" template "{source}"')
+    url = clone_database(warehouse_server, source, name)
     _created.append(name)
-    url = url_with_database(warehouse_server, name)
     monkeypatch.setenv("WAREHOUSE_URL", url)
     monkeypatch.setenv("RETENTION_AS_OF", COMPANY_AS_OF)
     get_settings.cache_clear()

@@ -27,8 +27,6 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from retention.db import url_with_database
-
 ROOT = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT_S = 1500
 
@@ -100,31 +98,27 @@ class BackgroundDagRuns:
     _futures: dict[str, Future[DagRun]] = field(default_factory=dict)
     _databases: list[str] = field(default_factory=list)
     _running: set[subprocess.Popen[str]] = field(default_factory=set)
-    _closing: threading.Event = field(default_factory=threading.Event)
+    _closing: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self, names: list[str]) -> None:
+        from conftest import clone_database  # loaded by pytest before any fixture runs
+
         project = _private_project(self.work / "project")
         source = urlsplit(self.company_url).path.lstrip("/")
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            conn.execute(
-                "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s and pid <> pg_backend_pid()",
-                (source,),
-            )
-            for name in names:
-                copy = f"{source}_dag_{name}"
-                conn.execute(f'create database "{copy}" template "{source}"')
-                self._databases.append(copy)
-        self._pool = ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="dag_run")
+        urls = {}
         for name in names:
-            url = url_with_database(self.admin_url, f"{source}_dag_{name}")
+            copy = f"{source}_dag_{name}"
+            urls[name] = clone_database(self.admin_url, source, copy)
+            self._databases.append(copy)
+        self._pool = ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="dag_run")
+        for name, url in urls.items():
             self._futures[name] = self._pool.submit(self._run, name, url, project)
 
     def result(self, name: str) -> DagRun:
         return self._futures[name].result(timeout=RUN_TIMEOUT_S + 60)
 
     def _run(self, name: str, url: str, project: Path) -> DagRun:
-        if self._closing.is_set():
-            raise RuntimeError(f"DAG run {name} not started: the session is ending")
         scenario = SCENARIOS[name]
         with psycopg.connect(url) as conn:
             for statement in scenario.prepare:
@@ -149,10 +143,14 @@ class BackgroundDagRuns:
             sys.executable, "-m", "retention.cli", "run-demo", "--skip-data",
             "--states-json", str(states_file), "--dags", *scenario.dags,
         ]  # fmt: skip
-        with subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT
-        ) as proc:
+        with self._lock:  # close() kills what is registered here, and nothing starts after it
+            if self._closing:
+                raise RuntimeError(f"DAG run {name} not started: the session is ending")
+            proc = subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT
+            )
             self._running.add(proc)
+        with proc:
             try:
                 output, _ = proc.communicate(timeout=RUN_TIMEOUT_S)
             except subprocess.TimeoutExpired:
@@ -160,7 +158,8 @@ class BackgroundDagRuns:
                 output, _ = proc.communicate()
                 output += f"\n[dag_runs] killed after {RUN_TIMEOUT_S} s"
             finally:
-                self._running.discard(proc)
+                with self._lock:
+                    self._running.discard(proc)
         states = json.loads(states_file.read_text()) if states_file.exists() else {}
         return DagRun(
             url=url, state_dir=state, returncode=proc.returncode, states=states, output=output[-8000:]
@@ -168,11 +167,10 @@ class BackgroundDagRuns:
 
     def close(self) -> None:
         """Stop what is still running (a session cut short) and drop the copies."""
-        self._closing.set()
-        for future in self._futures.values():
-            future.cancel()
-        for proc in list(self._running):
-            proc.kill()
+        with self._lock:
+            self._closing = True
+            for proc in self._running:
+                proc.kill()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
