@@ -246,8 +246,10 @@ def bench_size(customers: int, work: Path) -> SizeResult:
         # the day between two daily runs: autovacuum has long processed the tables the full build
         # wrote (visibility map, hint bits, statistics), so the timed daily run does not share the
         # cores with autovacuum's pass over 44M freshly written rows (seen running on
-        # int_usage_daily right after a full build). It did not explain int_usage_daily's slow
-        # daily node at 1M (57.5 s in the 2026-11-24 00:28 bench, 4.9 s run alone on the same data)
+        # int_usage_daily right after a full build). It was not the cause of int_usage_daily's slow
+        # daily node at 1M (57.5 s in the 2026-11-24 00:28 bench, 4.9 s run alone): that is ~200k
+        # leaf-page reads of its customer-leading unique index, slow next to the other thread's
+        # scans (BENCHMARKS.md, dbt section)
         started = time.perf_counter()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("vacuum (analyze)")
