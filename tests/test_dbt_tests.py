@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from conftest import clone_database
 
 from retention.db import url_with_database
 
@@ -111,13 +112,7 @@ def built(warehouse_server: str, tmp_path_factory: pytest.TempPathFactory) -> It
 def clone(built: tuple[str, list], warehouse_server: str) -> Iterator[str]:
     source = urlsplit(built[0]).path.lstrip("/")
     name = f"{source}_c{uuid.uuid4().hex[:6]}"
-    with psycopg.connect(warehouse_server, autocommit=True) as conn:
-        conn.execute(
-            "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s and pid <> pg_backend_pid()",
-            (source,),
-        )
-        conn.execute(f'create database "{name}" template "{source}"')
-    yield url_with_database(warehouse_server, name)
+    yield clone_database(warehouse_server, source, name)
     with psycopg.connect(warehouse_server, autocommit=True) as conn:
         conn.execute(f'drop database if exists "{name}" with (force)')
 
