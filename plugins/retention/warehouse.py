@@ -111,6 +111,31 @@ def _process_is_postgres(pid: int) -> bool:
     return cmdline.endswith(b"postgres")
 
 
+def _is_exiting(pid: int) -> bool:
+    """The process is dying but has not closed its files yet.
+
+    Linux releases a process's memory, and with it ``/proc/<pid>/cmdline``, before it closes
+    its file descriptors; only then does it become a zombie.  A postmaster killed with
+    ``kill -9`` therefore stops looking like postgres while its listening socket is still open.
+    """
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    state = fields.get("State", "").split()[:1]
+    kernel_thread = pid == 2 or fields.get("PPid", "").strip() == "2"  # empty cmdline, never exits
+    return cmdline == b"" and state not in (["Z"], ["X"]) and not kernel_thread
+
+
+def _wait_for_exit(pid: int, timeout_s: float) -> None:
+    """Wait until a dying process has closed its files (bounded; a live process is not waited for)."""
+    deadline = time.monotonic() + timeout_s
+    while _is_exiting(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def _port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
@@ -177,7 +202,10 @@ def start_embedded(settings: Settings | None = None, timeout_s: float = 60) -> s
     if status == "running":
         _ensure_database(s)
         return warehouse_url(s)
-    if paths.pidfile.exists():  # stale: the process is gone (crash, reboot, kill -9)
+    if paths.pidfile.exists():  # stale: the process is gone or dying (crash, reboot, kill -9)
+        stale_pid = _pid_from_file(paths)
+        if stale_pid is not None:
+            _wait_for_exit(stale_pid, timeout_s=10)  # else its port still looks taken
         paths.pidfile.unlink()
     if _port_open(s.embedded_port):
         raise WarehouseError(
