@@ -75,7 +75,9 @@ def _rows(url: str) -> dict[str, dict]:
 
 @pytest.fixture
 def sg():
-    with FakeSendGrid(slow_s=0.6) as fake:
+    # a scripted timeout answers after 2 s against the client's 1 s; a normal answer gets the
+    # whole second, so a machine loaded by the background DAG runs cannot turn it into a timeout
+    with FakeSendGrid(slow_s=2.0) as fake:
         yield fake
 
 
@@ -84,7 +86,7 @@ def fast(monkeypatch: pytest.MonkeyPatch, use_db: str) -> list[float]:
     """Small timeouts and a recorded, instant sleep."""
     from retention.settings import get_settings
 
-    monkeypatch.setenv("RETENTION_SENDGRID_TIMEOUT_S", "0.3")
+    monkeypatch.setenv("RETENTION_SENDGRID_TIMEOUT_S", "1")
     get_settings.cache_clear()
     return []
 
