@@ -526,6 +526,8 @@ def test_no_leakage_and_incremental_equals_full_refresh(clone: str) -> None:
         t: table_rows(clone, t, o)
         for t, o in (
             ("int_usage_daily", "customer_id, event_date"),
+            ("int_usage_customers", "customer_id"),
+            ("int_customer_activity", "customer_id"),
             ("fct_customer_features_asof", "customer_id, as_of_date"),
             ("fct_customer_signals", "customer_id"),
             ("dim_customers", "customer_id"),
@@ -550,6 +552,16 @@ def test_no_leakage_and_incremental_equals_full_refresh(clone: str) -> None:
         for cid in sorted(("h_active", "h_risk_pay", "h_lapsed", "r0001", "r0002", "r0010"))
     ]
 
+    # the new day is each touched customer's last usage (int_usage_customers' newest-day probe),
+    # the late older day moved nothing
+    touched = ("h_active", "h_risk_pay", "h_lapsed", "r0001", "r0002", "r0010")
+    last_usage = fetch(
+        clone,
+        "select customer_id, cast(last_usage_at at time zone 'utc' as date) from analytics.int_customer_activity "
+        "where customer_id = any(%s) order by 1",
+        (list(touched),),
+    )
+    assert last_usage == [(cid, days_before(1)) for cid in sorted(touched)]
     dbt(["run", "--full-refresh", *SELECT], clone)
     for table, rows in incremental.items():
         order = "customer_id, event_date" if table == "int_usage_daily" else "customer_id"

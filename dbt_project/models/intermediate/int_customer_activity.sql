@@ -19,6 +19,12 @@ transactions as (
 
 ),
 
+usage_customers as (
+
+    select * from {{ ref('int_usage_customers') }}
+
+),
+
 usage_daily as (
 
     select * from {{ ref('int_usage_daily') }}
@@ -50,13 +56,30 @@ revenue as (
 
 ),
 
+-- the last usage event before the as-of instant: a customer's last event overall when that is
+-- before it (every customer on the daily run), else the last of their days before the as-of date
+-- (a past as-of date; a day's events all fall on one side of the UTC midnight)
 usage as (
+
+    select
+        usage_customers.customer_id,
+        usage_customers.last_occurred_at as last_usage_at
+    from usage_customers
+    where usage_customers.last_occurred_at < {{ as_of_ts }}
+
+    union all
 
     select
         usage_daily.customer_id,
         max(usage_daily.last_occurred_at) as last_usage_at
     from usage_daily
-    where usage_daily.last_occurred_at < {{ as_of_ts }}
+    where
+        usage_daily.event_date < {{ as_of_date() }}
+        and usage_daily.customer_id in (
+            select later_usage.customer_id
+            from usage_customers as later_usage
+            where later_usage.last_occurred_at >= {{ as_of_ts }}
+        )
     group by 1
 
 ),
