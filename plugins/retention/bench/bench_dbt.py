@@ -313,7 +313,7 @@ def _markdown(results: list[SizeResult], quick: bool) -> str:
         full_times = {uid: s for uid, _, s in r.full.nodes}
         day_times = {uid: s for uid, _, s in r.day.nodes}
         slowest = [uid for uid, _, _ in r.full.slowest(12)]
-        slowest += [uid for uid, _, _ in r.day.slowest(6) if uid not in slowest]
+        slowest += [uid for uid, _, _ in r.day.slowest(12) if uid not in slowest]
         for uid in slowest:
             out.append(f"| {_short(uid)} | {full_times.get(uid, 0.0):.1f} | {day_times.get(uid, 0.0):.1f} |")
         for label, run in (("full build", r.full), ("one day", r.day)):
