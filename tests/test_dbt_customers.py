@@ -503,8 +503,9 @@ def test_no_leakage_and_incremental_equals_full_refresh(clone: str) -> None:
     cut = days_before(56)
     before = features_at(clone, cut)
     signals_before = features_at(clone, AS_OF, "fct_customer_signals")
+    touched = ("h_active", "h_risk_pay", "h_lapsed", "r0001", "r0002", "r0010")
     c = Company(event_id=10_000_000, seq=900_000)
-    for cid in ("h_active", "h_risk_pay", "h_lapsed", "r0001", "r0002", "r0010"):
+    for cid in touched:
         c.usage(cid, cut, "error", "E-NEW-1", hour=0)  # exactly at the cut-off: not before it
         c.usage(cid, cut + timedelta(days=3), "play")
         c.order(cid, cut + timedelta(days=1), 99, 20, ("music",))
@@ -522,17 +523,15 @@ def test_no_leakage_and_incremental_equals_full_refresh(clone: str) -> None:
     assert (
         features_at(clone, AS_OF, "fct_customer_signals") != signals_before
     )  # the new data is seen at AS_OF
-    incremental = {
-        t: table_rows(clone, t, o)
-        for t, o in (
-            ("int_usage_daily", "customer_id, event_date"),
-            ("int_usage_customers", "customer_id"),
-            ("int_customer_activity", "customer_id"),
-            ("fct_customer_features_asof", "customer_id, as_of_date"),
-            ("fct_customer_signals", "customer_id"),
-            ("dim_customers", "customer_id"),
-        )
+    compared = {
+        "int_usage_daily": "customer_id, event_date",
+        "int_usage_customers": "customer_id",
+        "int_customer_activity": "customer_id",
+        "fct_customer_features_asof": "customer_id, as_of_date",
+        "fct_customer_signals": "customer_id",
+        "dim_customers": "customer_id",
     }
+    incremental = {table: table_rows(clone, table, order) for table, order in compared.items()}
     new_day = fetch(
         clone, "select count(*) from analytics.int_usage_daily where event_date = %s", (days_before(1),)
     )
@@ -547,14 +546,10 @@ def test_no_leakage_and_incremental_equals_full_refresh(clone: str) -> None:
         "group by 1 order by 1",
     )
     later_mondays = sum(1 for k in range(0, 26) if AS_OF - timedelta(weeks=k) > cut)
-    assert recomputed == [
-        (cid, cut + timedelta(days=7), later_mondays)
-        for cid in sorted(("h_active", "h_risk_pay", "h_lapsed", "r0001", "r0002", "r0010"))
-    ]
+    assert recomputed == [(cid, cut + timedelta(days=7), later_mondays) for cid in sorted(touched)]
 
     # the new day is each touched customer's last usage (int_usage_customers' newest-day probe),
     # the late older day moved nothing
-    touched = ("h_active", "h_risk_pay", "h_lapsed", "r0001", "r0002", "r0010")
     last_usage = fetch(
         clone,
         "select customer_id, cast(last_usage_at at time zone 'utc' as date) from analytics.int_customer_activity "
@@ -563,11 +558,10 @@ def test_no_leakage_and_incremental_equals_full_refresh(clone: str) -> None:
     )
     assert last_usage == [(cid, days_before(1)) for cid in sorted(touched)]
     dbt(["run", "--full-refresh", *SELECT], clone)
-    for table, rows in incremental.items():
-        order = "customer_id, event_date" if table == "int_usage_daily" else "customer_id"
-        if table == "fct_customer_features_asof":
-            order = "customer_id, as_of_date"
-        assert table_rows(clone, table, order) == rows, f"{table}: incremental run differs from full refresh"
+    for table, order in compared.items():
+        assert table_rows(clone, table, order) == incremental[table], (
+            f"{table}: incremental run differs from full refresh"
+        )
     print(f"\ndbt timings on the test company (s): {TIMINGS}")
 
 
