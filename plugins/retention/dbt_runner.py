@@ -8,6 +8,8 @@ variables from ``WAREHOUSE_URL`` or the embedded server and calls ``dbtRunner``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from retention.settings import get_settings
@@ -34,6 +36,16 @@ def profile_env(url: str) -> dict[str, str]:
     }
 
 
+def _error_collector(into: list[str]) -> Callable[[Any], None]:
+    """A dbtRunner callback that keeps the text of every error-level event dbt logs."""
+
+    def collect(event: Any) -> None:
+        if event.info.level == "error":
+            into.append(str(event.info.msg).strip())
+
+    return collect
+
+
 def run_dbt(args: list[str], url: str | None = None, extra_env: dict[str, str] | None = None) -> object:
     """Run ``dbt <args>`` in the project; raise :class:`DbtError` naming failed nodes."""
     from dbt.cli.main import dbtRunner
@@ -46,12 +58,13 @@ def run_dbt(args: list[str], url: str | None = None, extra_env: dict[str, str] |
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     cwd = os.getcwd()
+    logged_errors: list[str] = []
     try:
         os.chdir(s.dbt_project_dir)
         full = [*args]
         if (args and args[0] not in {"parse", "deps", "clean"}) or (args and args[0] == "parse"):
             full += ["--profiles-dir", str(s.dbt_project_dir)]
-        result = dbtRunner().invoke(full)
+        result = dbtRunner(callbacks=[_error_collector(logged_errors)]).invoke(full)
     finally:
         os.chdir(cwd)
         for k, v in saved.items():
@@ -65,7 +78,12 @@ def run_dbt(args: list[str], url: str | None = None, extra_env: dict[str, str] |
         for r in getattr(res, "results", None) or []:
             status = str(getattr(r, "status", ""))
             if status.lower() in {"error", "fail", "runtimeerror"}:
-                failed.append(f"{r.node.unique_id}: {getattr(r, 'message', '')}")
+                # a build's results carry the node; run-operation's (RunResultOutput) only its id
+                node = getattr(r, "node", None)
+                unique_id = node.unique_id if node is not None else getattr(r, "unique_id", "?")
+                # run-operation leaves the message empty and only logs the error
+                message = getattr(r, "message", None) or " ".join(logged_errors)
+                failed.append(f"{unique_id}: {message}")
         detail = "; ".join(failed) or str(result.exception)
         raise DbtError(f"dbt {' '.join(args)} failed: {detail}")
     return result.result

@@ -1,252 +1,28 @@
-{{
-    config(
-        materialized='incremental',
-        unique_key=['customer_id', 'as_of_date'],
-        incremental_strategy='delete+insert',
-        on_schema_change='fail',
-        pre_hook="{{ customer_features_work_mem() }}",
-        post_hook=[
-            "{{ drop_features_outside_grid() }}",
-            "{{ ensure_not_null(['customer_id', 'as_of_date']) }}",
-            "{{ ensure_index(['customer_id', 'as_of_date'], unique=true) }}",
-            "{{ ensure_index(['as_of_date']) }}",
-            "{{ ensure_index(['computed_at']) }}",
-            "analyze {{ this }}"
-        ]
-    )
-}}
+{{ config(materialized='view') }}
 
 {#-
-    The point-in-time features of every customer at each weekly as-of date (feature_grid(): the
-    last var('feature_weeks', 26) Mondays), from data strictly before that date (customer_features
-    macro, shared with fct_customer_signals). No labels: fct_customer_features_asof adds them, so
-    the daily label updates never rewrite this table.
-
-    Incremental: a row (customer, d) depends only on the customer's rows dated before d, so a run
-    recomputes
-    - every customer at grid dates not built yet (a new Monday), and
-    - a customer at the grid dates after the earliest date of any of their input rows loaded
-      (_loaded_at) after the previous run started (computed_at): new events of yesterday touch
-      no built date; a late-arriving or corrected older row recomputes exactly the dates it can
-      change (the same rows as a full refresh).
-    Rows that fall off the grid are deleted (post-hook). A load committed while this model builds
-    whose transaction began before the build is seen by the next run only via a --full-refresh;
-    the daily DAG loads before it transforms, so that does not happen there.
+    Every customer's point-in-time features at each weekly as-of date: the union of the
+    customer_feature_parts() hash partitions int_customer_features_weekly_part_<n> (disjoint sets of
+    customers; see macro customer_features_weekly_part). A view, so readers keep one name and each
+    part's indexes serve their filters.
 -#}
-
--- the inputs read only by incremental runs (for the changed rows):
--- depends_on: {{ ref('stg_raw__usage_events') }}
--- depends_on: {{ ref('stg_raw__orders') }}
--- depends_on: {{ ref('stg_raw__order_lines') }}
--- depends_on: {{ ref('stg_raw__payments') }}
--- depends_on: {{ ref('stg_raw__support_tickets') }}
--- depends_on: {{ ref('stg_raw__subscriptions') }}
 
 with
 
-customers as (
+{% for part in range(customer_feature_parts() | trim | int) %}
+    part_{{ part }} as (
 
-    select * from {{ ref('stg_raw__customers') }}
-
-),
-
-grid as (
-
-    {{ feature_grid() }}
-
-),
-
-{% if is_incremental() %}
-
-    previous_run as (
-
-        select max(computed_at) as computed_at from {{ this }}
+        select * from {{ ref('int_customer_features_weekly_part_' ~ part) }}
 
     ),
 
-    new_dates as (
-
-        select grid.as_of_date
-        from grid
-        -- an anti-join probing the as_of_date index: no scan of the whole table
-        where not exists (
-            select 1
-            from {{ this }} as built
-            where built.as_of_date = grid.as_of_date
-        )
-
-    ),
-
-    usage_events as (
-
-        select * from {{ ref('stg_raw__usage_events') }}
-
-    ),
-
-    orders as (
-
-        select * from {{ ref('stg_raw__orders') }}
-
-    ),
-
-    order_lines as (
-
-        select * from {{ ref('stg_raw__order_lines') }}
-
-    ),
-
-    payments as (
-
-        select * from {{ ref('stg_raw__payments') }}
-
-    ),
-
-    tickets as (
-
-        select * from {{ ref('stg_raw__support_tickets') }}
-
-    ),
-
-    subscriptions as (
-
-        select * from {{ ref('stg_raw__subscriptions') }}
-
-    ),
-
-    -- input rows loaded since the previous run, with the first date whose features they can change
-    -- (a row dated x counts for the as-of dates after x)
-    changed_inputs as (
-
-        select
-            customer_id,
-            {{ utc_date('signup_at') }} as changed_date
-        from customers
-        where _loaded_at > (select previous_run.computed_at from previous_run)
-
-        union all
-
-        select
-            customer_id,
-            {{ utc_date('occurred_at') }} as changed_date
-        from usage_events
-        where _loaded_at > (select previous_run.computed_at from previous_run)
-
-        union all
-
-        select
-            customer_id,
-            {{ utc_date('ordered_at') }} as changed_date
-        from orders
-        where _loaded_at > (select previous_run.computed_at from previous_run)
-
-        union all
-
-        select
-            orders.customer_id,
-            {{ utc_date('orders.ordered_at') }} as changed_date
-        from order_lines
-        inner join orders on order_lines.order_id = orders.order_id
-        where order_lines._loaded_at > (select previous_run.computed_at from previous_run)
-
-        union all
-
-        select
-            customer_id,
-            {{ utc_date('least(due_at, attempted_at)') }} as changed_date
-        from payments
-        where _loaded_at > (select previous_run.computed_at from previous_run)
-
-        union all
-
-        select
-            customer_id,
-            {{ utc_date('opened_at') }} as changed_date
-        from tickets
-        where _loaded_at > (select previous_run.computed_at from previous_run)
-
-        union all
-
-        -- a renewal or cancellation updates the row: its start bounds every date it can change
-        select
-            customer_id,
-            {{ utc_date('started_at') }} as changed_date
-        from subscriptions
-        where _loaded_at > (select previous_run.computed_at from previous_run)
-
-    ),
-
-    changed_customers as (
-
-        select
-            customer_id,
-            min(changed_date) as first_changed_date
-        from changed_inputs
-        group by 1
-
-    ),
-
-    stale_points as (
-
-        select
-            changed_customers.customer_id,
-            grid.as_of_date
-        from changed_customers
-        inner join grid on changed_customers.first_changed_date < grid.as_of_date
-        where grid.as_of_date not in (select new_dates.as_of_date from new_dates)
-
-    ),
-
-    spine as (
-
-        select
-            customers.customer_id,
-            new_dates.as_of_date
-        from customers
-        inner join new_dates on customers.signup_at < {{ utc_midnight('new_dates.as_of_date') }}
-
-        union all
-
-        select
-            customers.customer_id,
-            stale_points.as_of_date
-        from stale_points
-        inner join customers on stale_points.customer_id = customers.customer_id
-        where customers.signup_at < {{ utc_midnight('stale_points.as_of_date') }}
-
-    ),
-
-{% else %}
-
-    spine as (
-
-        select
-            customers.customer_id,
-            grid.as_of_date
-        from customers
-        inner join grid on customers.signup_at < {{ utc_midnight('grid.as_of_date') }}
-
-    ),
-
-{% endif %}
-
-pending_grid as (
-
-    select distinct spine.as_of_date from spine
-
-),
-
-features as (
-
-    {{ customer_features('spine', grid='pending_grid', restrict_to_spine=is_incremental()) }}
-
-),
-
+{% endfor %}
 final as (
 
-    select
-        features.*,
-        now() as computed_at
-    from features
+    {% for part in range(customer_feature_parts() | trim | int) %}
+        select * from part_{{ part }}
+        {% if not loop.last %}union all{% endif %}
+    {% endfor %}
 
 )
 
