@@ -17,7 +17,7 @@
     Wrapped in coalesce(..., false), which keeps the same rows (a null id is in no part either
     way), for the planner's sake: it estimates an equality on an expression without statistics
     at 0.5 % of the rows, a boolean expression at one half. With the 0.5 % estimate every input
-    of the 100k test company looked 200 times smaller than it is, and the part's plan (nested
+    of the 100k bench company looked 200 times smaller than it is, and the part's plan (nested
     loops over "tiny" inputs) ran for more than 14 minutes instead of about a minute. One half
     is right for two parts and an over-estimate for more, the safe side.
 -#}
@@ -38,10 +38,10 @@
 
     Stored in customer_feature_parts() tables, int_customer_features_weekly_part_<n>, one per hash
     partition of the customers (customer_feature_part_filter), each built by this macro; the view
-    int_customer_features_weekly unions them. A full refresh is the longest node of the build
-    (1M customers: 793 s in one statement on one core, 2026-11-24), and PostgreSQL runs neither its
-    window functions nor its insert in parallel; as separate models, dbt's threads build the parts
-    side by side. Each part reads and sorts only its customers' rows (every input is filtered with
+    int_customer_features_weekly unions them. As one statement, the full refresh was the build's
+    longest node (1M customers: 558 s on one core, BENCHMARKS.md): PostgreSQL runs neither its
+    window functions nor its insert in parallel. As separate models, dbt's threads build the
+    parts side by side. Each part reads and sorts only its customers' rows (every input is filtered with
     the partition's condition).
 
     Incremental: a row (customer, d) depends only on the customer's rows dated before d, so a run
