@@ -484,7 +484,7 @@ def test_signals_are_the_features_at_the_current_as_of_date(company: Built) -> N
 
 def test_feature_parts_split_the_customers(company: Built) -> None:
     """The weekly features are stored in hash partitions of the customers: every customer's rows are in
-    exactly one part, and the union view has one row per customer signed up before each grid date."""
+    exactly one part, and the union view has one row per customer signed up before a grid date (AS_OF)."""
     parts = fetch(
         company.url,
         "select 0, count(distinct customer_id) from analytics.int_customer_features_weekly_part_0 "

@@ -6,7 +6,7 @@
     warehouse can add part models and raise this number (then --full-refresh the parts).
 -#}
 {% macro customer_feature_parts() -%}
-    2
+    {{ return(2) }}
 {%- endmacro %}
 
 {#-
@@ -22,7 +22,7 @@
     is right for two parts and an over-estimate for more, the safe side.
 -#}
 {% macro customer_feature_part_filter(part, column='customer_id') -%}
-    {%- set parts = customer_feature_parts() | trim | int -%}
+    {%- set parts = customer_feature_parts() -%}
     {%- if part is not number or part < 0 or part >= parts -%}
         {{ exceptions.raise_compiler_error(
             "customer feature part must be an integer from 0 to " ~ (parts - 1) ~ ", got '" ~ part ~ "'") }}
@@ -41,8 +41,8 @@
     int_customer_features_weekly unions them. As one statement, the full refresh was the build's
     longest node (1M customers: 558 s on one core, BENCHMARKS.md): PostgreSQL runs neither its
     window functions nor its insert in parallel. As separate models, dbt's threads build the
-    parts side by side. Each part reads and sorts only its customers' rows (every input is filtered with
-    the partition's condition).
+    parts side by side. Each part reads and sorts only its customers' rows (every input is
+    filtered with the partition's condition).
 
     Incremental: a row (customer, d) depends only on the customer's rows dated before d, so a run
     recomputes

@@ -9,7 +9,7 @@
 
 with
 
-{% for part in range(customer_feature_parts() | trim | int) %}
+{% for part in range(customer_feature_parts()) %}
     part_{{ part }} as (
 
         select * from {{ ref('int_customer_features_weekly_part_' ~ part) }}
@@ -19,7 +19,7 @@ with
 {% endfor %}
 final as (
 
-    {% for part in range(customer_feature_parts() | trim | int) %}
+    {% for part in range(customer_feature_parts()) %}
         select * from part_{{ part }}
         {% if not loop.last %}union all{% endif %}
     {% endfor %}
