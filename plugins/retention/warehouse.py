@@ -212,11 +212,15 @@ def start_embedded(settings: Settings | None = None, timeout_s: float = 60) -> s
             f"port {s.embedded_port} on 127.0.0.1 is in use by another program; stop it or set "
             f"RETENTION_PG_PORT to a free port (or WAREHOUSE_URL to use an existing server)"
         )
+    # A local, single-node, rebuildable warehouse: no fsync, and the minimal WAL level (no
+    # replication or archiving to feed), with which PostgreSQL writes no WAL for a table created
+    # in the same transaction (every dbt table build: CREATE TABLE AS and its indexes). A
+    # WAREHOUSE_URL server keeps its own durability settings.
     options = (
         f"-c listen_addresses=127.0.0.1 -c port={s.embedded_port} -c unix_socket_directories='' "
         "-c max_connections=100 -c shared_buffers=256MB -c work_mem=64MB -c maintenance_work_mem=512MB "
         "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_wal_size=4GB "
-        "-c checkpoint_timeout=30min -c jit=off"
+        "-c wal_level=minimal -c max_wal_senders=0 -c checkpoint_timeout=30min -c jit=off"
     )
     proc = subprocess.run(
         [
