@@ -1,5 +1,6 @@
 {{
     config(
+        pre_hook=customer_signals_full_scans(),
         post_hook=[
             "{{ ensure_index(['customer_id'], unique=true) }}",
             "analyze {{ this }}"
@@ -28,15 +29,9 @@ spine as (
 
 ),
 
-grid as (
-
-    select {{ as_of_date() }} as as_of_date
-
-),
-
 features as (
 
-    {{ customer_features('spine', grid='grid', with_text_columns=true, single_date=as_of_date()) }}
+    {{ customer_features('spine', with_text_columns=true, single_date=as_of_date()) }}
 
 ),
 
