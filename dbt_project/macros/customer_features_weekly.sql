@@ -83,9 +83,12 @@
 -- depends_on: {{ ref('stg_raw__support_tickets') }}
 -- depends_on: {{ ref('stg_raw__subscriptions') }}
 
+-- customers and orders are read more than once by incremental runs: not materialized, so each
+-- read keeps its own filter and index (materialized, the daily run copied all 5M orders into a
+-- work table to find the few loaded since the last run: 4.5 s of a part's 11 s, 1M customers)
 with
 
-customers as (
+customers as not materialized (
 
     select * from {{ ref('stg_raw__customers') }}
     where {{ customer_feature_part_filter(part) }}
@@ -125,7 +128,7 @@ grid as (
 
     ),
 
-    orders as (
+    orders as not materialized (
 
         select * from {{ ref('stg_raw__orders') }}
 
