@@ -275,6 +275,9 @@ def _short(uid: str) -> str:
 
 
 def _markdown(results: list[SizeResult], quick: bool) -> str:
+    from retention.settings import get_settings
+
+    threads = get_settings().dbt_threads  # the builds' (dbt_runner passes the setting to dbt)
     out = [
         "### dbt build",
         "",
@@ -283,9 +286,9 @@ def _markdown(results: list[SizeResult], quick: bool) -> str:
         "rows are inserted and `dbt build` runs as of the end date (incremental models process only the "
         "new rows; raw is compacted after the day is held back, so they are appended as by a real load). "
         "Between the two builds the database is vacuumed and analyzed, as autovacuum would have done in "
-        "the day between two daily runs (`vacuum s`, not timed). Wall-clock time of the dbt command, 2 dbt "
-        "threads, embedded PostgreSQL 16 on the same "
-        f"machine. Targets: 1M customers full build <= {TARGET_FULL_S:.0f} s, one day <= {TARGET_DAY_S:.0f} s."
+        "the day between two daily runs (`vacuum s`, not timed). Wall-clock time of the dbt command, "
+        f"{threads} dbt threads, embedded PostgreSQL 16 on the same machine. Targets: 1M customers full "
+        f"build <= {TARGET_FULL_S:.0f} s, one day <= {TARGET_DAY_S:.0f} s."
         + (" Quick run: small size only." if quick else ""),
         "",
         "| customers | usage events | orders | generate s | load s | full build s | vacuum s | new-day rows "
@@ -327,7 +330,7 @@ def _markdown(results: list[SizeResult], quick: bool) -> str:
                     f"{kind} {seconds:.0f}"
                     for kind, seconds in sorted(by_kind.items(), key=lambda kv: -kv[1])
                 )
-                + f" (sum over 2 threads; wall clock {run.seconds:.0f} s)."
+                + f" (sum over {threads} threads; wall clock {run.seconds:.0f} s)."
             )
     if results:
         last = results[-1]
