@@ -163,31 +163,6 @@
 
     ),
 
-    {% else %}
-
-    grid_dates as (
-
-        {% if grid is none -%}
-            select distinct as_of_date from {{ spine }}
-        {%- else -%}
-            select as_of_date from {{ grid }}
-        {%- endif %}
-
-    ),
-
-    bounds as (
-
-        select
-            min(as_of_date) as first_date,
-            max(as_of_date) as last_date
-        from grid_dates
-
-    ),
-
-    {% endif %}
-
-    {% if single_date is not none %}
-
     -- one as-of date d: the same day ranges as the window frames below, as filtered sums
     usage_sums as (
 
@@ -241,6 +216,25 @@
     ),
 
     {% else %}
+
+    grid_dates as (
+
+        {% if grid is none -%}
+            select distinct as_of_date from {{ spine }}
+        {%- else -%}
+            select as_of_date from {{ grid }}
+        {%- endif %}
+
+    ),
+
+    bounds as (
+
+        select
+            min(as_of_date) as first_date,
+            max(as_of_date) as last_date
+        from grid_dates
+
+    ),
 
     -- points and daily usage rows of each customer, one stream ordered by day number
     usage_stream as (
@@ -845,15 +839,4 @@
 -#}
 {% macro customer_features_work_mem() -%}
     set local work_mem = '{{ var("customer_features_work_mem", "1GB") }}'
-{%- endmacro %}
-
-{#-
-    Pre-hooks of fct_customer_signals: each read of the single-date features aggregates a whole
-    table or all the days of a window, so an index scan never pays there. Left on, PostgreSQL
-    reads int_orders_daily through its (customer_id, order_date) index to feed a merge join: 5M
-    heap fetches, the order sums 9.5 s instead of 5 s and the whole query 36 s instead of 32 s
-    (1M customers, EXPLAIN ANALYZE, 2026-11-24). For this model's transaction only.
--#}
-{% macro customer_signals_full_scans() -%}
-    {{ return(["set local enable_indexscan = off", "set local enable_bitmapscan = off"]) }}
 {%- endmacro %}
