@@ -54,6 +54,15 @@
     Rows that fall off the grid are deleted (post-hook). A load committed while a part builds
     whose transaction began before the build is seen by the next run only via a --full-refresh;
     the daily DAG loads before it transforms, so that does not happen there.
+
+    Post-hooks, each a pass over the part's table (11.6M rows a part at 1M customers), so as few
+    as the runs need:
+    - one unique index on (as_of_date, customer_id): the delete+insert key, and with as_of_date
+      first it also serves new_dates' probes and the delete of the rows off the grid (a separate
+      as_of_date index cost 16-19 s a part in the full build);
+    - computed_at: the previous run's start, max(computed_at), read by every incremental run;
+    - the delete of the rows off the grid comes after the index, so it is an index range scan
+      (before it, the full refresh scanned the new table for nothing: 9-10 s a part).
 -#}
 {% macro customer_features_weekly_part(part) %}
 
@@ -65,11 +74,10 @@
         on_schema_change='fail',
         pre_hook="{{ customer_features_work_mem() }}",
         post_hook=[
-            "{{ drop_features_outside_grid() }}",
             "{{ ensure_not_null(['customer_id', 'as_of_date']) }}",
-            "{{ ensure_index(['customer_id', 'as_of_date'], unique=true) }}",
-            "{{ ensure_index(['as_of_date']) }}",
+            "{{ ensure_index(['as_of_date', 'customer_id'], unique=true) }}",
             "{{ ensure_index(['computed_at']) }}",
+            "{{ drop_features_outside_grid() }}",
             "analyze {{ this }}"
         ]
     )
@@ -113,7 +121,7 @@ grid as (
 
         select grid.as_of_date
         from grid
-        -- an anti-join probing the as_of_date index: no scan of the whole table
+        -- an anti-join probing the unique index (as_of_date first): no scan of the whole table
         where not exists (
             select 1
             from {{ this }} as built
