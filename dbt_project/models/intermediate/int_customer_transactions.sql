@@ -10,7 +10,6 @@
         post_hook=[
             "{{ ensure_not_null(['transaction_id', 'revenue_source']) }}",
             "{{ ensure_index(['transaction_id', 'revenue_source'], unique=true) }}",
-            "{{ ensure_index(['customer_id', 'transaction_date']) }}",
             "{{ ensure_index(['max_loaded_at']) }}",
             "analyze {{ this }}"
         ]
