@@ -22,8 +22,9 @@
     - A charge not in the table yet gets its row from those new payments alone (a first attempt).
     - A charge already in the table is re-aggregated from ALL its payments. Here this is the
       normal daily case, not an exception: a failed charge's retries arrive on later days (also a
-      re-delivered attempt). Its older attempts are found by a scan of the payment table (no
-      index on the charge key), run only when there is such a charge; the aggregate of the new
+      re-delivered attempt). Its older attempts are read through the raw table's lookup index
+      on (customer_id, due_at) (loader LOOKUP_INDEXES; a probe per charge, since the staging view
+      is inlined), only when there is such a charge; the aggregate of the new
       and the old attempts cannot be folded into the stored row instead, since a re-delivered
       attempt replaces an attempt already counted.
     Both replace their rows (delete+insert), so the table equals a full refresh (tested).
@@ -100,7 +101,7 @@ payments as not materialized (
 
         union all
 
-        -- all attempts of the rebuilt charges: a scan of the payment table, so it runs only when
+        -- all attempts of the rebuilt charges: index probes into the payment table, run only when
         -- there are such charges (an uncorrelated exists is a one-time filter)
         select
             payments.customer_id,
