@@ -528,6 +528,26 @@ def test_a_feature_part_outside_the_partition_count_is_refused(company: Built) -
         )
 
 
+def test_text_columns_of_the_features_need_a_single_as_of_date(company: Built) -> None:
+    """top_dropped_category and recent_error_codes exist for one as-of date (the signals) only: a
+    call asking for them on a grid of dates stops with what is missing instead of compiling SQL
+    without them."""
+    from retention.dbt_runner import DbtError, run_dbt
+
+    with pytest.raises(DbtError, match="customer_features: with_text_columns needs single_date"):
+        run_dbt(
+            [
+                "run-operation",
+                "customer_features",
+                "--args",
+                "{spine: spine, with_text_columns: true}",
+                "--target-path",
+                TARGET_PATH[0],
+            ],
+            url=company.url,
+        )
+
+
 def test_labels_follow_the_churn_definition(company: Built) -> None:
     rows = fetch(
         company.url,
