@@ -60,7 +60,8 @@
     - one unique index on (as_of_date, customer_id): the delete+insert key, and with as_of_date
       first it also serves new_dates' probes and the delete of the rows off the grid (a separate
       as_of_date index cost 16-19 s a part in the full build);
-    - computed_at: the previous run's start, max(computed_at), read by every incremental run;
+    - computed_at: the previous run's start, max(computed_at), read by every incremental run
+      (loaded_after_last_run);
     - the delete of the rows off the grid comes after the index, so it is an index range scan
       (before it, the full refresh scanned the new table for nothing: 9-10 s a part).
 -#}
@@ -111,11 +112,11 @@ grid as (
 
 {% if is_incremental() %}
 
-    previous_run as (
-
-        select max(computed_at) as computed_at from {{ this }}
-
-    ),
+    {#- the previous run's start (max(computed_at), read through its index) as a literal: behind
+        a scalar subquery the planner took a third of every input for new rows, and joined the
+        new order lines to all 5M orders through a hash of them (2.4 s of a part's 7.4 s daily
+        run at 1M customers) instead of probing the order key -#}
+    {%- set loaded_since_previous_run = loaded_after_last_run(watermark='computed_at') %}
 
     new_dates as (
 
@@ -174,7 +175,7 @@ grid as (
             customer_id,
             {{ utc_date('signup_at') }} as changed_date
         from customers
-        where _loaded_at > (select previous_run.computed_at from previous_run)
+        where {{ loaded_since_previous_run }}
 
         union all
 
@@ -182,7 +183,7 @@ grid as (
             customer_id,
             {{ utc_date('occurred_at') }} as changed_date
         from usage_events
-        where _loaded_at > (select previous_run.computed_at from previous_run)
+        where {{ loaded_since_previous_run }}
 
         union all
 
@@ -190,7 +191,7 @@ grid as (
             customer_id,
             {{ utc_date('ordered_at') }} as changed_date
         from orders
-        where _loaded_at > (select previous_run.computed_at from previous_run)
+        where {{ loaded_since_previous_run }}
 
         union all
 
@@ -199,7 +200,7 @@ grid as (
             {{ utc_date('orders.ordered_at') }} as changed_date
         from order_lines
         inner join orders on order_lines.order_id = orders.order_id
-        where order_lines._loaded_at > (select previous_run.computed_at from previous_run)
+        where {{ loaded_after_last_run('order_lines._loaded_at', watermark='computed_at') }}
 
         union all
 
@@ -207,7 +208,7 @@ grid as (
             customer_id,
             {{ utc_date('least(due_at, attempted_at)') }} as changed_date
         from payments
-        where _loaded_at > (select previous_run.computed_at from previous_run)
+        where {{ loaded_since_previous_run }}
 
         union all
 
@@ -215,7 +216,7 @@ grid as (
             customer_id,
             {{ utc_date('opened_at') }} as changed_date
         from tickets
-        where _loaded_at > (select previous_run.computed_at from previous_run)
+        where {{ loaded_since_previous_run }}
 
         union all
 
@@ -224,7 +225,7 @@ grid as (
             customer_id,
             {{ utc_date('started_at') }} as changed_date
         from subscriptions
-        where _loaded_at > (select previous_run.computed_at from previous_run)
+        where {{ loaded_since_previous_run }}
 
     ),
 

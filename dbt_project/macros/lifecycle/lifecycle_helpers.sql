@@ -22,12 +22,3 @@
         as integer
     )
 {%- endmacro %}
-
-{#-
-    Pre-hook of the heavier lifecycle marts: more sort/hash memory for this model's transaction
-    only (var lifecycle_work_mem, default 256MB; the server default of 4MB spills the window
-    functions and aggregates of a 1M-customer company to disk).
--#}
-{% macro lifecycle_work_mem() -%}
-    set local work_mem = '{{ var("lifecycle_work_mem", "256MB") }}'
-{%- endmacro %}

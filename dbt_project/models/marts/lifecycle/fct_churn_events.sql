@@ -4,7 +4,6 @@
         incremental_strategy='delete+insert',
         unique_key='churn_event_id',
         on_schema_change='fail',
-        pre_hook="{{ lifecycle_work_mem() }}",
         indexes=[
             {'columns': ['customer_id']},
             {'columns': ['churn_date']},

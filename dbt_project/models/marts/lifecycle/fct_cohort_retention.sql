@@ -1,5 +1,3 @@
-{{ config(pre_hook="{{ lifecycle_work_mem() }}") }}
-
 {#-
     Signup-month cohorts: for every cohort and every month since signup up to the as-of month,
     how many of the cohort's customers were still customers ("alive") at the end of that month.
