@@ -274,6 +274,22 @@ def _short(uid: str) -> str:
     return f"{kind} `{name[:60]}`"
 
 
+def _status(results: list[SizeResult]) -> list[str]:
+    """The targets' verdict, from the 1M size (none in a quick run), as the section's first line."""
+    target = next((r for r in results if r.customers == 1_000_000), None)
+    if target is None:
+        return []
+
+    def verdict(seconds: float, limit: float) -> str:
+        return f"{seconds:.0f} s (target {limit:.0f}): " + ("met" if seconds <= limit else "**not met**")
+
+    return [
+        f"Targets, 1M customers: full build {verdict(target.full.seconds, TARGET_FULL_S)}; "
+        f"one day {verdict(target.day.seconds, TARGET_DAY_S)}.",
+        "",
+    ]
+
+
 def _markdown(results: list[SizeResult], quick: bool) -> str:
     from retention.settings import get_settings
 
@@ -291,6 +307,7 @@ def _markdown(results: list[SizeResult], quick: bool) -> str:
         f"build <= {TARGET_FULL_S:.0f} s, one day <= {TARGET_DAY_S:.0f} s."
         + (" Quick run: small size only." if quick else ""),
         "",
+        *_status(results),
         "| customers | usage events | orders | generate s | load s | full build s | vacuum s | new-day rows "
         "| one-day build s |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
