@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import queue
 import re
 import threading
 import time
@@ -346,9 +347,14 @@ class ValidationReport:
     waited_s: float = 0.0  # how long validation_report() waited for the last bodies
 
 
-def _validate_worker(inbox: Any, outbox: Any) -> None:
-    """Validator process: validates each raw body until ``None``, then sends a ValidationReport."""
-    validator = MailSendValidator()
+def _validate_worker(inbox: Any, outbox: Any, spec_path: Path) -> None:
+    """Validator process: validates each raw body until ``None``, then sends a ValidationReport
+    (or, when it cannot start, the error's text)."""
+    try:
+        validator = MailSendValidator(load_spec(spec_path))
+    except Exception as exc:  # reported to validation_report(), which raises it
+        outbox.put(f"{type(exc).__name__}: {exc}")
+        return
     report = ValidationReport()
     cpu0 = time.process_time()
     while (raw := inbox.get()) is not None:
@@ -378,13 +384,22 @@ class FakeSendGrid:
     """``with FakeSendGrid() as sg: SendGridAPIClient(sg.api_key, host=sg.url)``"""
 
     def __init__(
-        self, *, api_key: str = "SG.fake-key", validate: bool | str = True, slow_s: float = 1.0
+        self,
+        *,
+        api_key: str = "SG.fake-key",
+        validate: bool | str = True,
+        slow_s: float = 1.0,
+        spec_path: Path = SPEC_FILE,
     ) -> None:
         if validate not in (True, False, "background"):
             raise ValueError(f"validate must be True, False or 'background', got {validate!r}")
         self.state = FakeState(api_key=api_key, validate=validate is True, slow_s=slow_s)
+        if validate:
+            # read here in every validating mode, so a missing or broken spec fails at once (the
+            # background validator re-reads it in its own process)
+            spec = load_spec(spec_path)
         if validate is True:
-            self.state.validator = MailSendValidator()
+            self.state.validator = MailSendValidator(spec)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._worker: Any = None
@@ -394,7 +409,9 @@ class FakeSendGrid:
             self.state.background = ctx.Queue()
             self._results = ctx.Queue()
             self._worker = ctx.Process(
-                target=_validate_worker, args=(self.state.background, self._results), daemon=True
+                target=_validate_worker,
+                args=(self.state.background, self._results, spec_path),
+                daemon=True,
             )
 
     # lifecycle
@@ -425,7 +442,20 @@ class FakeSendGrid:
             raise RuntimeError("validation_report() needs FakeSendGrid(validate='background')")
         started = time.perf_counter()
         self.state.background.put(None)
-        report: ValidationReport = self._results.get(timeout=timeout_s)
+        while True:  # a dead validator never answers: check on it instead of waiting out timeout_s
+            try:
+                answer = self._results.get(timeout=0.5)
+                break
+            except queue.Empty:
+                if not self._worker.is_alive():
+                    raise RuntimeError(
+                        f"the background validator exited (code {self._worker.exitcode}) without a report"
+                    ) from None
+                if time.perf_counter() - started > timeout_s:
+                    raise TimeoutError(f"no validation report after {timeout_s:.0f} s") from None
+        if isinstance(answer, str):
+            raise RuntimeError(f"the background validator could not start: {answer}")
+        report: ValidationReport = answer
         report.waited_s = time.perf_counter() - started
         self._worker.join(10)
         return report

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -748,6 +749,30 @@ def test_fake_validates_every_body_in_the_background_when_asked() -> None:
         report = fake.validation_report()
     assert report.bodies == 2 and report.personalizations == 2
     assert len(report.invalid) == 1 and "5 is not of type 'string'" in report.invalid[0][0]
+
+
+def test_background_validation_without_the_spec_fails_at_once(tmp_path: Path) -> None:
+    """A missing spec is named when the fake is made, in every validating mode (the background
+    validator used to die in its process and leave validation_report() waiting for 600 s)."""
+    for mode in (True, "background"):
+        with pytest.raises(FileNotFoundError, match=r"SendGrid OpenAPI spec not found at .*missing\.json"):
+            FakeSendGrid(validate=mode, spec_path=tmp_path / "missing.json")
+
+
+def test_a_background_validator_that_cannot_start_or_dies_is_reported(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.json"
+    shutil.copy(SHARED_SPECS / "sendgrid-mail-v3.openapi.json", spec)
+    fake = FakeSendGrid(validate="background", spec_path=spec)
+    spec.unlink()  # read by the fake, gone before its validator process starts
+    with fake, pytest.raises(RuntimeError, match=r"could not start: FileNotFoundError: .*spec\.json"):
+        fake.validation_report(timeout_s=60)
+    with FakeSendGrid(validate="background") as fake:
+        fake._worker.terminate()
+        fake._worker.join(10)
+        started = time.perf_counter()
+        with pytest.raises(RuntimeError, match=r"background validator exited \(code -15\) without a report"):
+            fake.validation_report(timeout_s=600)
+        assert time.perf_counter() - started < 30
 
 
 def test_asm_group_on_marketing_and_unsubscribe_bypass_on_transactional(
