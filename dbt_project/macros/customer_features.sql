@@ -172,7 +172,7 @@
     -- one as-of date d: the same day ranges as the window frames below, as filtered sums; the
     -- error codes of [d - 30, d) come from the same read of the daily usage (not a second scan
     -- of its 44M rows), one jsonb array per day with errors
-    usage_day_sums as (
+    usage_sums as (
 
         select
             customer_id,
@@ -187,24 +187,6 @@
         from usage_daily
         where event_date >= {{ single_date }} - 120 and event_date < {{ single_date }}
         group by 1
-
-    ),
-
-    usage_sums as (
-
-        select
-            customer_id,
-            usage_events_30d,
-            usage_events_prior_90d,
-            error_events_30d
-            {%- if with_text_columns %},
-                case when error_code_days is not null then (
-                    select string_agg(distinct codes.error_code, ',' order by codes.error_code)
-                    from jsonb_array_elements(usage_day_sums.error_code_days) as days (day_codes)
-                    cross join lateral jsonb_array_elements_text(days.day_codes) as codes (error_code)
-                ) end as recent_error_codes
-            {%- endif %}
-        from usage_day_sums
 
     ),
 
@@ -245,7 +227,11 @@
             order_sums.orders_90d,
             order_sums.orders_prior_270d
             {%- if with_text_columns %},
-                usage_sums.recent_error_codes
+                case when usage_sums.error_code_days is not null then (
+                    select string_agg(distinct codes.error_code, ',' order by codes.error_code)
+                    from jsonb_array_elements(usage_sums.error_code_days) as days (day_codes)
+                    cross join lateral jsonb_array_elements_text(days.day_codes) as codes (error_code)
+                ) end as recent_error_codes
             {%- endif %}
         from points
         left join usage_sums on points.customer_id = usage_sums.customer_id
@@ -747,7 +733,6 @@
         group by 1, 2
 
     ),
-
 
     features as (
 

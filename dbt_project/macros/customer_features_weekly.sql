@@ -198,9 +198,8 @@ grid as (
         select
             orders.customer_id,
             {{ utc_date('orders.ordered_at') }} as changed_date
-        from order_lines
-        inner join orders on order_lines.order_id = orders.order_id
-        where {{ loaded_after_last_run('order_lines._loaded_at', watermark='computed_at') }}
+        from (select * from order_lines where {{ loaded_since_previous_run }}) as new_lines
+        inner join orders on new_lines.order_id = orders.order_id
 
         union all
 

@@ -1,5 +1,6 @@
 {#-
-    Pre-hook of every table, incremental model and snapshot (dbt_project.yml): sort and hash
+    Pre-hook of every intermediate and mart model and the snapshot (dbt_project.yml; on the
+    union view int_customer_features_weekly it is a harmless no-op): sort and hash
     memory for the model's own transaction (var model_work_mem, default 256MB), so the models do
     not depend on the warehouse's default (a stock PostgreSQL has 4MB, and spills every sort and
     hash of a 1M-customer company to disk). On the embedded server (64MB) a daily run of the 1M

@@ -10,10 +10,7 @@
 -#}
 {{
     config(
-        pre_hook=[
-            "set local enable_indexscan = off",
-            "set local enable_bitmapscan = off"
-        ],
+        pre_hook=["set local enable_indexscan = off", "set local enable_bitmapscan = off"],
         post_hook=[
             "{{ ensure_index(['customer_id'], unique=true) }}",
             "analyze {{ this }}"
